@@ -1,0 +1,1 @@
+"""Device profiles shipped with edgepose (YAML files read with importlib.resources)."""

@@ -1,0 +1,1 @@
+"""The ``edgepose`` command line: one module ``cmd_<name>.py`` per subcommand."""

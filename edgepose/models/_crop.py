@@ -1,0 +1,97 @@
+"""Regions of interest and affine crops (frame <-> model input), pure numpy plus cv2.warpAffine."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgepose._optional import require
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A (possibly rotated) rectangle in frame pixels.
+
+    Attributes:
+        cx, cy: centre in frame pixels.
+        width, height: side lengths in frame pixels (before rotation).
+        rotation: radians, counter-clockwise rotation of the person in the frame; the crop is
+            rotated by it so the person appears upright.
+    """
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    rotation: float = 0.0
+
+    @staticmethod
+    def square(cx: float, cy: float, side: float, rotation: float = 0.0) -> "Roi":
+        return Roi(float(cx), float(cy), float(side), float(side), float(rotation))
+
+    @staticmethod
+    def from_box(x0: float, y0: float, x1: float, y1: float, scale: float = 1.25) -> "Roi":
+        """Square ROI centred on a box, side ``scale`` x the box's longer side (eval protocol)."""
+        side = scale * max(x1 - x0, y1 - y0)
+        return Roi.square((x0 + x1) / 2.0, (y0 + y1) / 2.0, side)
+
+    @staticmethod
+    def full_frame(width: int, height: int) -> "Roi":
+        """The whole frame, padded to a square."""
+        return Roi.square(width / 2.0, height / 2.0, float(max(width, height)))
+
+    def box(self) -> tuple[float, float, float, float]:
+        hw, hh = self.width / 2.0, self.height / 2.0
+        return self.cx - hw, self.cy - hh, self.cx + hw, self.cy + hh
+
+
+def roi_to_crop_matrix(roi: Roi, out_w: int, out_h: int) -> np.ndarray:
+    """2x3 affine matrix mapping frame coordinates to crop coordinates of an ``out_w x out_h`` input.
+
+    Continuous convention: a W-pixel-wide image spans [0, W]; pixel i's centre is at i + 0.5.
+    Keypoints are in these coordinates, so the ROI's edges land exactly on the crop's edges.
+    """
+    sx = out_w / roi.width
+    sy = out_h / roi.height
+    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
+    # frame -> roi-centred, rotated by +rotation (undoing the person's rotation), scaled.
+    a = np.array([[c * sx, -s * sx], [s * sy, c * sy]], dtype=np.float64)
+    centre = np.array([roi.cx, roi.cy])
+    t = np.array([out_w / 2.0, out_h / 2.0]) - a @ centre
+    return np.hstack([a, t[:, None]])
+
+
+def _index_matrix(m: np.ndarray) -> np.ndarray:
+    """The continuous-coordinate matrix expressed on pixel indices (what cv2.warpAffine uses)."""
+    a = m[:, :2]
+    t = m[:, 2] + a @ np.array([0.5, 0.5]) - 0.5
+    return np.hstack([a, t[:, None]])
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix."""
+    a = m[:, :2]
+    ai = np.linalg.inv(a)
+    return np.hstack([ai, (-ai @ m[:, 2])[:, None]])
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to (N, 2) points."""
+    pts = np.asarray(pts, dtype=np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def crop(frame: np.ndarray, roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``roi`` of ``frame`` to ``out_w x out_h`` (bilinear, black border).
+
+    Returns:
+        ``(crop, M)``: the crop (same dtype as frame) and the frame->crop 2x3 matrix in
+        continuous coordinates (use it with :func:`apply_affine` on keypoints).
+    """
+    cv2 = require("cv2", "base", package="opencv-python-headless")
+    m = roi_to_crop_matrix(roi, out_w, out_h)
+    out = cv2.warpAffine(frame, _index_matrix(m), (out_w, out_h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out, m

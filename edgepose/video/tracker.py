@@ -1,0 +1,50 @@
+"""ROI tracking: the crop for frame t+1 from frame t's keypoints (MoveNet tfjs crop logic)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgepose.models._crop import Roi
+
+#: A keypoint counts for cropping when its score exceeds this (tfjs MoveNet uses 0.2).
+MIN_CROP_KEYPOINT_SCORE = 0.2
+#: Torso range is scaled by this to get the crop half-side (tfjs MoveNet: 1.9).
+TORSO_EXPANSION = 1.9
+#: Body range is scaled by this (tfjs MoveNet: 1.2).
+BODY_EXPANSION = 1.2
+
+_TORSO = (5, 6, 11, 12)
+
+
+def roi_from_keypoints(keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int],
+                       *, min_score: float = MIN_CROP_KEYPOINT_SCORE) -> Roi | None:
+    """Square ROI around a COCO-17 pose for the next frame, or None if the pose is lost.
+
+    The pose is lost when neither hip nor any shoulder is confident (tfjs falls back to the
+    full frame then; the estimator does the same through ``initial_roi``).
+
+    Args:
+        keypoints: (17, 2) frame px.
+        scores: (17,) keypoint scores.
+        image_size: (width, height) of the frame.
+        min_score: score above which a keypoint is used.
+    """
+    w, h = image_size
+    kps = np.asarray(keypoints, dtype=np.float64)
+    ok = np.asarray(scores) > min_score
+    hips_ok = ok[11] or ok[12]
+    sho_ok = ok[5] or ok[6]
+    if not (hips_ok and sho_ok):
+        return None
+    hip_pts = kps[[i for i in (11, 12) if ok[i]]]
+    cx, cy = hip_pts.mean(axis=0)
+    torso = kps[[i for i in _TORSO if ok[i]]]
+    body = kps[ok]
+    torso_range = np.abs(torso - [cx, cy]).max()
+    body_range = np.abs(body - [cx, cy]).max()
+    half = max(torso_range * TORSO_EXPANSION, body_range * BODY_EXPANSION)
+    # Never larger than needed to cover the whole frame from this centre.
+    half = min(half, max(cx, w - cx, cy, h - cy))
+    if half <= 1.0:
+        return None
+    return Roi.square(cx, cy, 2.0 * half)
