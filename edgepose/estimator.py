@@ -1,0 +1,284 @@
+"""PoseEstimator: run a model card on images, video frames or a live stream.
+
+Three explicit running modes, one method each (MediaPipe style):
+
+* ``RunningMode.IMAGE``: :meth:`PoseEstimator.detect` on independent images.
+* ``RunningMode.VIDEO``: :meth:`PoseEstimator.detect_for_video` on frames in order with
+  increasing timestamps; the crop for frame t comes from frame t-1's pose (ROI tracking), the
+  detector (or a full-frame pass) runs only when the pose is lost, and keypoints are smoothed
+  with a One Euro filter.
+* ``RunningMode.LIVE_STREAM``: :meth:`PoseEstimator.detect_async` returns at once; a worker
+  thread runs the video pipeline and calls ``result_callback``. When frames arrive faster than
+  they are processed the oldest waiting frame is dropped and counted (``dropped_frames``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgepose.errors import EdgePoseError
+from edgepose.models import PoseModel, load_model
+from edgepose.models._crop import Roi
+from edgepose.models.base import Estimate
+from edgepose.types import Pose, PoseResult, Source
+from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
+
+log = logging.getLogger(__name__)
+
+
+class RunningMode(str, enum.Enum):
+    IMAGE = "image"
+    VIDEO = "video"
+    LIVE_STREAM = "live_stream"
+
+
+@dataclass
+class EstimatorOptions:
+    """Options of :class:`PoseEstimator`.
+
+    Attributes:
+        running_mode: which of detect / detect_for_video / detect_async may be called.
+        min_pose_score: a pose whose person score is below this is reported empty and the
+            tracker re-detects. 0.2 is MoveNet's tfjs keypoint threshold, applied to the mean.
+        smoothing: One Euro smoothing in video / live-stream modes (off in image mode).
+        one_euro: filter parameters (see :class:`OneEuroConfig` for why these defaults).
+        redetect_on_loss: when a tracked crop loses the person, run the detector / full-frame
+            pass again on the same frame instead of waiting for the next one (one extra pass on
+            rare frames, no empty frame after a fast move).
+        image_refine: in image mode, run a second pass on the crop derived from the first
+            (full-frame) pass; costs one more invoke, gains accuracy for small people.
+        result_callback: live-stream mode: called as ``cb(result, image)`` from the worker.
+        live_queue_size: live-stream mode: frames waiting at most; 1 keeps latency lowest.
+    """
+
+    running_mode: RunningMode = RunningMode.IMAGE
+    min_pose_score: float = 0.2
+    smoothing: bool = True
+    one_euro: OneEuroConfig = field(default_factory=OneEuroConfig)
+    redetect_on_loss: bool = True
+    image_refine: bool = True
+    result_callback: Callable[[PoseResult, np.ndarray], None] | None = None
+    live_queue_size: int = 1
+
+    def __post_init__(self):
+        try:
+            self.running_mode = RunningMode(self.running_mode)
+        except ValueError:
+            raise ValueError(
+                f"EstimatorOptions.running_mode {self.running_mode!r} is not one of "
+                f"{', '.join(m.value for m in RunningMode)}") from None
+        if not 0.0 <= self.min_pose_score <= 1.0:
+            raise ValueError(f"EstimatorOptions.min_pose_score must be in [0, 1], got {self.min_pose_score!r}")
+        if self.running_mode == RunningMode.LIVE_STREAM and self.result_callback is None:
+            raise ValueError("EstimatorOptions.result_callback is required in live_stream mode; "
+                             "pass result_callback=lambda result, image: ...")
+        if self.running_mode != RunningMode.LIVE_STREAM and self.result_callback is not None:
+            raise ValueError("EstimatorOptions.result_callback is only used in live_stream mode; "
+                             f"running_mode is {self.running_mode.value!r}")
+        if not isinstance(self.live_queue_size, int) or self.live_queue_size < 1:
+            raise ValueError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
+
+
+def _check_frame(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        desc = (f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}").strip()
+        raise EdgePoseError(
+            f"image must be an (H, W, 3) uint8 RGB numpy array, got {desc}; convert BGR from OpenCV "
+            "with cv2.cvtColor(img, cv2.COLOR_BGR2RGB)")
+    return image
+
+
+def _box(kps: np.ndarray, scores: np.ndarray, roi: Roi, min_score: float = 0.2):
+    ok = scores > min_score
+    if ok.sum() >= 2:
+        x0, y0 = kps[ok].min(axis=0)
+        x1, y1 = kps[ok].max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+    return roi.box()
+
+
+class PoseEstimator:
+    """Runs a model card in one running mode.
+
+    Example:
+        >>> est = PoseEstimator("movenet-lightning-int8",
+        ...                     options=EstimatorOptions(running_mode="video"))  # doctest: +SKIP
+        >>> for frame in VideoFileSource("clip.mp4"):                            # doctest: +SKIP
+        ...     result = est.detect_for_video(frame.image, frame.timestamp_ms)
+
+    Args:
+        model: a loaded :class:`PoseModel`, a registered model name, or a model file path.
+        options: :class:`EstimatorOptions` (default: image mode).
+        num_threads: intra-op threads when ``model`` is a name or path.
+    """
+
+    def __init__(self, model: PoseModel | str, *, options: EstimatorOptions | None = None,
+                 num_threads: int | None = None):
+        self.options = options or EstimatorOptions()
+        self._owns_model = not isinstance(model, PoseModel)
+        self.model = load_model(model, num_threads=num_threads) if self._owns_model else model
+        self._filter = OneEuroFilter(self.options.one_euro)
+        self._roi: Roi | None = None
+        self._last_ts: int | None = None
+        self._frame_index = 0
+        self.dropped_frames = 0
+        self._worker: threading.Thread | None = None
+        self._queue: queue.Queue | None = None
+        self._closed = False
+        if self.options.running_mode == RunningMode.LIVE_STREAM:
+            self._queue = queue.Queue(maxsize=self.options.live_queue_size)
+            self._worker = threading.Thread(target=self._live_loop, name="edgepose-live", daemon=True)
+            self._worker.start()
+
+    # -- modes ---------------------------------------------------------------------------------
+    def _require_mode(self, mode: RunningMode, method: str) -> None:
+        if self.options.running_mode != mode:
+            raise EdgePoseError(
+                f"{method}() needs running_mode={mode.value!r}, but this estimator was created with "
+                f"running_mode={self.options.running_mode.value!r}; create it with "
+                f"EstimatorOptions(running_mode={mode.value!r})")
+
+    def _check_ts(self, timestamp_ms) -> int:
+        ts = int(timestamp_ms)
+        if self._last_ts is not None and ts <= self._last_ts:
+            raise EdgePoseError(
+                f"timestamp_ms must increase monotonically: got {ts} after {self._last_ts}")
+        self._last_ts = ts
+        return ts
+
+    def detect(self, image: np.ndarray) -> PoseResult:
+        """Image mode: estimate the pose in one independent image."""
+        self._require_mode(RunningMode.IMAGE, "detect")
+        image = _check_frame(image)
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        est = self._fresh(image, timings)
+        if est is not None and self.options.image_refine and not self.model.has_detector:
+            roi = self.model.next_roi(est, (image.shape[1], image.shape[0]))
+            if roi is not None:
+                est2 = self.model.estimate(image, roi)
+                _add(timings, est2.timings_ms)
+                if est2.score >= est.score:
+                    est = est2
+        return self._result(image, est, 0, 0, timings, t0, smooth=False)
+
+    def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> PoseResult:
+        """Video mode: the next frame of one video, with increasing ``timestamp_ms``."""
+        self._require_mode(RunningMode.VIDEO, "detect_for_video")
+        image = _check_frame(image)
+        ts = self._check_ts(timestamp_ms)
+        return self._track(image, ts)
+
+    def detect_async(self, image: np.ndarray, timestamp_ms: int) -> None:
+        """Live-stream mode: queue a frame; the result arrives through ``result_callback``."""
+        self._require_mode(RunningMode.LIVE_STREAM, "detect_async")
+        if self._closed:
+            raise EdgePoseError("estimator is closed; create a new one")
+        image = _check_frame(image)
+        ts = self._check_ts(timestamp_ms)
+        item = (image, ts)
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped_frames += 1
+                    log.debug("live stream: dropped a waiting frame (total %d)", self.dropped_frames)
+                except queue.Empty:
+                    pass
+
+    def _live_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            image, ts = item
+            try:
+                result = self._track(image, ts)
+                self.options.result_callback(result, image)
+            except Exception:  # the worker must survive a bad frame or callback
+                log.exception("live stream: frame at %d ms failed", ts)
+
+    # -- pipeline --------------------------------------------------------------------------------
+    def _fresh(self, image, timings) -> Estimate | None:
+        roi, t = self.model.initial_roi(image)
+        _add(timings, t)
+        if roi is None:
+            return None
+        est = self.model.estimate(image, roi)
+        _add(timings, est.timings_ms)
+        return est
+
+    def _track(self, image: np.ndarray, ts: int) -> PoseResult:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        est = None
+        if self._roi is not None:
+            est = self.model.estimate(image, self._roi)
+            _add(timings, est.timings_ms)
+            if est.score < self.options.min_pose_score:
+                est = self._fresh(image, timings) if self.options.redetect_on_loss else None
+        else:
+            est = self._fresh(image, timings)
+        t1 = time.perf_counter()
+        if est is not None and est.score >= self.options.min_pose_score:
+            self._roi = self.model.next_roi(est, (image.shape[1], image.shape[0]))
+        else:
+            self._roi = None
+            self._filter.reset()
+        timings["track"] = (time.perf_counter() - t1) * 1e3
+        idx = self._frame_index
+        self._frame_index += 1
+        return self._result(image, est, ts, idx, timings, t0, smooth=self.options.smoothing)
+
+    def _result(self, image, est: Estimate | None, ts, idx, timings, t0, *, smooth) -> PoseResult:
+        poses = []
+        if est is not None and est.score >= self.options.min_pose_score:
+            kps = est.keypoints
+            if smooth:
+                t = time.perf_counter()
+                scale = max(est.roi.width, est.roi.height)
+                kps = self._filter(kps, ts, scale=scale).astype(np.float32)
+                timings["smooth"] = (time.perf_counter() - t) * 1e3
+            poses.append(Pose(kps, est.scores, _box(kps, est.scores, est.roi), est.score, sigma=est.sigma,
+                              track_id=0 if self.options.running_mode != RunningMode.IMAGE else None))
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return PoseResult(poses, ts, idx, (image.shape[1], image.shape[0]), Source.EDGE, timings)
+
+    def reset(self) -> None:
+        """Forget the tracked pose (e.g. on a scene cut)."""
+        self._roi = None
+        self._filter.reset()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the live-stream worker (after the frames already queued) and release the model."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=30)
+        if self._owns_model:
+            self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _add(acc: dict[str, float], t: dict[str, float]) -> None:
+    for k, v in t.items():
+        acc[k] = acc.get(k, 0.0) + v
