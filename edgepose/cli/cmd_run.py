@@ -1,0 +1,81 @@
+"""``edgepose run INPUT``: poses on a video file or camera -> annotated video + JSON lines."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+NAME = "run"
+HELP = "run a pose model on a video file, a camera index or 'demo'; write an annotated video and JSON lines"
+
+#: The model used when --model is not given (BlazePose full, fetched from the mediapipe wheel).
+DEFAULT_MODEL = "blazepose-full"
+
+
+def add_arguments(p):
+    p.add_argument("input", help="video file, camera index (0) or device path, or 'demo' for the built-in clip")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name (see 'edgepose models') or .onnx/.tflite path (default: {DEFAULT_MODEL})")
+    p.add_argument("--card", help="model card for a model file edgepose cannot identify")
+    p.add_argument("--out", default="runs", help="output folder (default: ./runs)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--no-smooth", action="store_true", help="disable One Euro smoothing")
+    p.add_argument("--no-video", action="store_true", help="write only the JSON lines")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from edgepose._optional import require
+    from edgepose.estimator import EstimatorOptions, PoseEstimator, RunningMode
+    from edgepose.models import load_model
+    from edgepose.video.draw import draw_result
+    from edgepose.video.sources import open_source
+
+    cv2 = require("cv2", "base", package="opencv-python-headless")
+    if args.input == "demo":
+        from edgepose.demo import demo_clip_path
+
+        src_spec = str(demo_clip_path())
+    else:
+        src_spec = args.input
+    model = load_model(args.model, card=args.card, num_threads=args.threads)
+    opts = EstimatorOptions(running_mode=RunningMode.VIDEO, smoothing=not args.no_smooth)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "camera" if src_spec.isdigit() else Path(src_spec).stem
+    jsonl_path = out_dir / f"{stem}.poses.jsonl"
+    video_path = out_dir / f"{stem}.annotated.mp4"
+    writer = None
+    infer_ms, total_ms, found = [], [], 0
+    t_start = time.perf_counter()
+    with open_source(src_spec, max_frames=args.max_frames) as src, \
+            PoseEstimator(model, options=opts) as est, open(jsonl_path, "w") as jf:
+        n = len(src) or None
+        for frame in tqdm(src, total=n, unit="frame", disable=args.no_progress, desc=stem):
+            result = est.detect_for_video(frame.image, frame.timestamp_ms)
+            jf.write(json.dumps(result.to_dict()) + "\n")
+            infer_ms.append(result.timings_ms.get("infer", 0.0))
+            total_ms.append(result.timings_ms["total"])
+            found += bool(result.poses)
+            if not args.no_video:
+                if writer is None:
+                    h, w = frame.image.shape[:2]
+                    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             getattr(src, "fps", 30.0), (w, h))
+                writer.write(cv2.cvtColor(draw_result(frame.image, result), cv2.COLOR_RGB2BGR))
+    if writer is not None:
+        writer.release()
+    model.close()
+    frames = len(total_ms)
+    wall = time.perf_counter() - t_start
+    print(f"model {args.model}: {frames} frames, person found in {found}, "
+          f"pipeline p50 {np.median(total_ms) if frames else 0:.1f} ms "
+          f"(model invoke p50 {np.median(infer_ms) if frames else 0:.1f} ms), "
+          f"{frames / wall if wall > 0 else 0:.1f} frames/s end to end")
+    print(f"wrote {jsonl_path}" + ("" if args.no_video else f" and {video_path}"))
+    return 0
