@@ -1,0 +1,78 @@
+"""The command line: listing, unknown names with choices, run on a real clip, README commands."""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgepose.cli.main import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_models_lists_every_card(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("movenet-lightning-int8", "movenet-thunder-fp32", "blazepose-full"):
+        assert name in out
+
+
+def test_unknown_model_lists_valid_choices(capsys, tmp_path):
+    rc = main(["run", "x.mp4", "--model", "movenet-huge", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "unknown model 'movenet-huge'; valid choices: blazepose-full, blazepose-heavy" in err
+
+
+def test_unknown_option_is_rejected_with_usage(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["run", "x.mp4", "--modle", "m"])
+    assert ei.value.code == 2
+    assert "unrecognized arguments: --modle" in capsys.readouterr().err
+
+
+@pytest.mark.backend
+def test_run_writes_jsonl_and_annotated_video_for_a_real_clip(assets, tmp_path, capsys):
+    clip = assets / "data/tfjs_testdata/pose_1.mp4"
+    rc = main(["run", str(clip), "--model", "movenet-lightning-int8", "--out", str(tmp_path),
+               "--max-frames", "12", "--no-progress"])
+    assert rc == 0
+    lines = (tmp_path / "pose_1.poses.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+    first = json.loads(lines[0])
+    assert first["source"] == "edge" and len(first["poses"][0]["keypoints"]) == 17
+    assert (tmp_path / "pose_1.annotated.mp4").stat().st_size > 10_000
+    assert "12 frames, person found in 12" in capsys.readouterr().out
+
+
+def _readme_commands():
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", text, re.S)
+    return [b.strip() for b in blocks]
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
+    cmds = _readme_commands()
+    assert len(cmds) == 2, cmds
+    assert cmds[1] in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.backend
+def test_readme_main_job_runs_as_written(tmp_path):
+    """Runs the main command after its install step (already installed here) in a fresh folder."""
+    main_cmd = _readme_commands()[0]
+    steps = [s.strip() for s in main_cmd.split("&&")]
+    assert steps[0].startswith("pip install")
+    for step in steps[1:]:
+        argv = shlex.split(step)
+        assert argv[0] == "edgepose"
+        proc = subprocess.run([sys.executable, "-m", "edgepose.cli.main", *argv[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "demo_astronaut.poses.jsonl").is_file()
+    n = len((tmp_path / "runs" / "demo_astronaut.poses.jsonl").read_text().splitlines())
+    assert n == 90
