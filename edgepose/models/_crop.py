@@ -71,10 +71,12 @@ def _index_matrix(m: np.ndarray) -> np.ndarray:
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Inverse of a 2x3 affine matrix."""
-    a = m[:, :2]
-    ai = np.linalg.inv(a)
-    return np.hstack([ai, (-ai @ m[:, 2])[:, None]])
+    """Inverse of a 2x3 affine matrix (closed form: this runs on every frame)."""
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    tx, ty = m[0, 2], m[1, 2]
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -91,7 +93,35 @@ def crop(frame: np.ndarray, roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarra
         continuous coordinates (use it with :func:`apply_affine` on keypoints).
     """
     cv2 = require("cv2", "base", package="opencv-python-headless")
+    if roi.rotation == 0.0:
+        return _crop_axis_aligned(cv2, frame, roi, out_w, out_h)
     m = roi_to_crop_matrix(roi, out_w, out_h)
     out = cv2.warpAffine(frame, _index_matrix(m), (out_w, out_h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out, m
+
+
+def _crop_axis_aligned(cv2, frame, roi: Roi, out_w: int, out_h: int):
+    """Unrotated ROI: slice + cv2.resize (about 2x faster than warpAffine per frame).
+
+    The ROI is snapped to whole source pixels; the returned matrix describes the snapped box
+    exactly, so keypoints map back without error (the crop differs from the exact ROI by less
+    than one source pixel).
+    """
+    h, w = frame.shape[:2]
+    x0 = int(round(roi.cx - roi.width / 2.0))
+    y0 = int(round(roi.cy - roi.height / 2.0))
+    bw = max(1, int(round(roi.width)))
+    bh = max(1, int(round(roi.height)))
+    x1, y1 = x0 + bw, y0 + bh
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        src = frame[y0:y1, x0:x1]
+    else:
+        src = np.zeros((bh, bw) + frame.shape[2:], frame.dtype)
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if ix1 > ix0 and iy1 > iy0:
+            src[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = frame[iy0:iy1, ix0:ix1]
+    out = cv2.resize(src, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    sx, sy = out_w / bw, out_h / bh
+    m = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
     return out, m
