@@ -76,3 +76,16 @@ def test_readme_main_job_runs_as_written(tmp_path):
     assert (tmp_path / "runs" / "demo_astronaut.poses.jsonl").is_file()
     n = len((tmp_path / "runs" / "demo_astronaut.poses.jsonl").read_text().splitlines())
     assert n == 90
+
+
+@pytest.mark.backend
+def test_readme_python_example_runs_on_a_real_clip(assets, tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)\n```", text, re.S)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "clip.mp4").write_bytes((assets / "data/tfjs_testdata/pose_1.mp4").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["result"].frame_index == 119  # every frame of the 120-frame clip went through
+    assert namespace["score"] > 0.3
