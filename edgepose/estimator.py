@@ -255,6 +255,24 @@ class PoseEstimator:
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return PoseResult(poses, ts, idx, (image.shape[1], image.shape[0]), Source.EDGE, timings)
 
+    def reseed(self, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
+        """Re-seed the tracker from an external pose (e.g. a server's answer for a recent frame).
+
+        Args:
+            keypoints: (17, 2) COCO-17 frame px.
+            scores: (17,) keypoint scores.
+            image_size: (width, height) of the frame.
+
+        Returns:
+            True when the pose gave a crop to track, False when it was too weak (tracker reset).
+        """
+        kps = np.asarray(keypoints, np.float32).reshape(17, 2)
+        sc = np.asarray(scores, np.float32).reshape(17)
+        w, h = image_size
+        est = Estimate(kps, sc, Roi.full_frame(w, h), float(sc.mean()))
+        self._roi = self.model.next_roi(est, (w, h)) if est.score >= self.options.min_pose_score else None
+        return self._roi is not None
+
     def reset(self) -> None:
         """Forget the tracked pose (e.g. on a scene cut)."""
         self._roi = None

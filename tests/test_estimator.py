@@ -129,3 +129,12 @@ def test_tracked_thunder_agrees_with_the_tfjs_reference_track(assets):
              + np.linalg.norm(ref_kps[:, 6] - ref_kps[:, 11], axis=1)) / 2
     pck = (err < 0.2 * torso[:, None]).mean()
     assert pck >= 0.90, f"PCK@0.2 torso {pck:.3f}"
+
+
+@pytest.mark.core
+def test_reseed_sets_the_next_crop_from_an_external_pose():
+    est = PoseEstimator(_fake_movenet(), options=EstimatorOptions(running_mode="video"))
+    kps = np.stack([np.full(17, 100.0), np.linspace(50, 150, 17)], axis=1)
+    assert est.reseed(kps, np.full(17, 0.9), (320, 240))
+    assert abs(est._roi.cx - 100) < 1e-3
+    assert not est.reseed(kps, np.full(17, 0.01), (320, 240)) and est._roi is None
