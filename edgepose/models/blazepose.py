@@ -389,9 +389,12 @@ class BlazePose(PoseModel):
     def next_roi(self, est: Estimate, image_size: tuple[int, int]) -> Roi | None:
         """MediaPipe's landmarks-to-ROI: the alignment of aux landmarks 33 and 34.
 
-        Returns None (re-run the detector) when the presence score is below ``min_presence``
-        or the estimate carries no BlazePose landmarks.
+        Returns None (re-run the detector) when the presence score is below ``min_presence``.
+        A COCO-17-only estimate (no BlazePose landmarks, e.g. a server answer passed to
+        ``PoseEstimator.reseed``) gets the keypoint-based crop of the base class.
         """
+        if est.native is None and est.score >= self.min_presence:
+            return super().next_roi(est, image_size)  # an external COCO-17 pose (e.g. reseed)
         if est.score < self.min_presence or est.native is None or len(est.native) < NUM_LANDMARKS:
             return None
         roi = roi_from_alignment(est.native[ALIGN_CENTER, :2], est.native[ALIGN_SCALE, :2])
