@@ -1,0 +1,59 @@
+"""``edgepose serve``: the KServe V2 HTTP server (Triton binary tensors) for pose models."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+NAME = "serve"
+HELP = "serve pose models (and split-model tails) over KServe V2 / Open Inference Protocol HTTP"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p):
+    p.add_argument("--model", action="append", default=[], metavar="CARD",
+                   help="a pose model card to serve (repeatable), e.g. movenet-thunder-fp32")
+    p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATH",
+                   help="a raw ONNX graph to serve under NAME (repeatable): a Triton export, a split tail")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    p.add_argument("--token-env", metavar="VAR",
+                   help="require 'Authorization: Bearer <token>' with the token read from this environment "
+                        "variable (kept off the command line)")
+    p.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="payload limit (413 above)")
+    p.add_argument("--max-concurrency", type=int, default=2, help="inferences at once (503 + Retry-After above)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per model")
+
+
+def run(args) -> int:
+    from edgepose.errors import ConfigError
+    from edgepose.models import load_model
+    from edgepose.server import OnnxServedModel, PoseServedModel, PoseServer, ServerOptions
+
+    if not args.model and not args.onnx:
+        raise ConfigError("nothing to serve: pass --model CARD (e.g. --model movenet-thunder-fp32) "
+                          "and/or --onnx NAME=PATH")
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty; "
+                              f"export {args.token_env}=<secret> first")
+    models = [PoseServedModel(load_model(m, num_threads=args.threads)) for m in args.model]
+    for spec in args.onnx:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--onnx {spec!r} must be NAME=PATH, e.g. --onnx tail=split/tail.onnx")
+        models.append(OnnxServedModel(path, name=name, num_threads=args.threads))
+    opts = ServerOptions(host=args.host, port=args.port, token=token, max_body_bytes=args.max_body_bytes,
+                         max_concurrency=args.max_concurrency)
+    server = PoseServer(models, options=opts)
+    print(f"edgepose serve: {', '.join(server.models)} on http://{args.host}:{args.port} "
+          f"(auth {'on' if token else 'off'}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for m in server.models.values():
+            m.close()
+    return 0
