@@ -85,6 +85,27 @@ for _spec in (
     register(_spec)
 
 
+def _multi(backends, name):  # multi-person cards (issue 8): edgepose.models.multipose / topdown
+    from edgepose.models.topdown import build_card
+
+    return build_card(backends, name)
+
+
+for _spec in (
+    CardSpec("movenet-multipose", ("movenet_multipose_lightning_fp32.onnx",), _multi,
+             "MoveNet MultiPose Lightning, fp32 ONNX, 256x256 letterbox, up to 6 people"),
+    CardSpec("topdown-thunder", ("movenet_thunder_fp32.onnx", "pose_detection.tflite"), _multi,
+             "Multi-person top-down: BlazePose person detector (people near the camera) -> MoveNet Thunder"),
+    CardSpec("topdown-lightning", ("movenet_lightning_int8.tflite", "pose_detection.tflite"), _multi,
+             "Multi-person top-down: BlazePose person detector (near the camera) -> MoveNet Lightning int8"),
+    CardSpec("topdown-mp-thunder", ("movenet_thunder_fp32.onnx", "movenet_multipose_lightning_fp32.onnx"),
+             _multi, "Multi-person top-down: MoveNet MultiPose boxes -> MoveNet Thunder per person"),
+    CardSpec("topdown-mp-lightning", ("movenet_lightning_int8.tflite", "movenet_multipose_lightning_fp32.onnx"),
+             _multi, "Multi-person top-down: MoveNet MultiPose boxes -> MoveNet Lightning int8 per person"),
+):
+    register(_spec)
+
+
 def list_models() -> list[str]:
     """Names of the registered model cards."""
     return sorted(_REGISTRY)

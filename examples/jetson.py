@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Jetson pose app: camera -> pose on the GPU -> overlay, inside the device's latency budget.
+
+Reads a CSI camera (GStreamer nvarguscamerasrc), a USB camera or a video file; runs ONNX models
+with ONNX Runtime's TensorRT / CUDA providers when this onnxruntime has them (JetPack's
+onnxruntime-gpu wheel), else on the CPU, and says which in the log; TFLite models run on the
+CPU (LiteRT). Optionally sends hard frames to an offload server within the frame budget of the
+device profile; shows or records the overlay; prints one stats line per second (fps, p95
+latency, budget misses, offload share, dropped frames).
+
+    python examples/jetson.py --model movenet-thunder-fp32            # CSI camera, GPU, window
+    python examples/jetson.py --input 0 --model movenet-thunder-fp32  # USB camera
+    python examples/jetson.py --input demo --headless --record overlay.mp4
+    python examples/jetson.py --multi topdown-mp-thunder              # several people, tracked ids
+    python examples/jetson.py --offload-url http://192.168.1.20:8000 --offload-token "$TOKEN"
+
+``--input FILE --headless`` stands in for the camera on a desktop (add ``--realtime`` to pace
+the file at its frame rate and drop frames like a camera would). See docs/install.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+#: The model a fresh install has (``edgepose fetch``; TFLite, so CPU). For the GPU pass an ONNX
+#: card, e.g. --model movenet-thunder-fp32 (TensorRT builds its engine on the first run: minutes).
+DEFAULT_MODEL = "blazepose-full"
+DEFAULT_DEVICE = "jetson-orin-nano"
+
+log = logging.getLogger("jetson")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Jetson pose app (camera -> pose on the GPU -> overlay).")
+    p.add_argument("--input", default="nvargus:0",
+                   help="nvargus:N (CSI camera), camera index (0), /dev/videoN, a GStreamer pipeline, "
+                        "a video file, or 'demo' (default: nvargus:0)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, help=f"device profile (default: {DEFAULT_DEVICE})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"single-person model card (default: {DEFAULT_MODEL})")
+    p.add_argument("--multi", metavar="CARD", help="multi-person card instead: movenet-multipose, "
+                   "topdown-mp-thunder (all ONNX: GPU), topdown-thunder, ...")
+    p.add_argument("--detect-interval-ms", type=int, default=0,
+                   help="--multi top-down cards: run the person detector at most this often, follow "
+                        "tracked people in between (default 0: every frame)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the profile's core count)")
+    p.add_argument("--budget-ms", type=float, help="per-frame latency budget (default: the profile's)")
+    p.add_argument("--offload-url", help="offload server (KServe V2), e.g. http://host:8000")
+    p.add_argument("--offload-token", default=os.environ.get("EDGEPOSE_TOKEN"),
+                   help="bearer token for the server (default: $EDGEPOSE_TOKEN)")
+    p.add_argument("--teacher", default="movenet-thunder-fp32", help="the server's model name")
+    p.add_argument("--cpu", action="store_true", help="ONNX Runtime on the CPU even if a GPU provider exists")
+    p.add_argument("--width", type=int, default=1280, help="camera width (default 1280)")
+    p.add_argument("--height", type=int, default=720, help="camera height (default 720)")
+    p.add_argument("--fps", type=float, help="camera frame rate (default: the driver's)")
+    p.add_argument("--realtime", action="store_true", help="files: pace at the file's rate, drop like a camera")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--headless", action="store_true", help="no window (use with --record over SSH)")
+    p.add_argument("--record", metavar="MP4", help="write the overlay video here")
+    return p.parse_args(argv)
+
+
+def open_input(args):
+    from edgepose.video.sources import CaptureOptions, open_source
+
+    spec = args.input
+    if spec == "demo":
+        from edgepose.demo import demo_clip_path
+
+        spec = str(demo_clip_path())
+    is_file = os.path.isfile(spec)
+    opts = CaptureOptions(width=None if is_file else args.width, height=None if is_file else args.height,
+                          fps=None if is_file else args.fps, max_frames=args.max_frames,
+                          realtime=args.realtime)
+    return open_source(spec, options=opts)
+
+
+def pick_providers(profile, cpu_only: bool) -> list[str]:
+    """The profile's ONNX Runtime providers that this onnxruntime build has, in priority order."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CPUExecutionProvider"] if cpu_only else list(profile.runtimes.ort_providers)
+    chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+    missing = [p for p in wanted if p not in available]
+    log.info("onnxruntime %s providers available: %s", ort.__version__, ", ".join(available))
+    if missing:
+        log.info("not in this onnxruntime build, skipped: %s (JetPack: install NVIDIA's onnxruntime-gpu "
+                 "wheel for your JetPack release)", ", ".join(missing))
+    return chosen
+
+
+def load_card(name: str, threads: int, providers: list[str]):
+    """Load a card; its .onnx files run with ``providers``, .tflite files on LiteRT (CPU)."""
+    from edgepose.models import get_card, list_models, load_model
+
+    onnx_only = name in list_models() and all(f.endswith(".onnx") for f in get_card(name).files)
+    if onnx_only or (name.endswith(".onnx") and os.path.isfile(name)):
+        model = load_model(name, num_threads=threads, providers=providers)
+    else:
+        model = load_model(name, num_threads=threads)
+    for b in model.backends():
+        active = getattr(b, "active_providers", None)
+        if active is not None:
+            gpu = [p for p in active if p != "CPUExecutionProvider"]
+            log.info("%s: ONNX Runtime on %s (providers %s)", os.path.basename(b.model_path),
+                     "the GPU" if gpu else "the CPU", ", ".join(active))
+        else:
+            log.info("%s: LiteRT on the CPU (TFLite model; ONNX Runtime's GPU providers apply to .onnx "
+                     "cards, e.g. --model movenet-thunder-fp32)", os.path.basename(b.model_path))
+    return model
+
+
+def build_pipeline(args, budget_ms: float, threads: int, providers: list[str]):
+    """(process(image, ts, arrival_s) -> PoseResult, offload counter, closer)."""
+    if args.multi:
+        if args.offload_url:
+            raise SystemExit("--offload-url works with single-person models only; drop --multi or --offload-url")
+        from edgepose.multi import MultiPoseEstimator, MultiPoseOptions
+
+        card = load_card(args.multi, threads, providers)
+        opts = MultiPoseOptions(running_mode="video", detect_interval_ms=args.detect_interval_ms)
+        est = MultiPoseEstimator(card, options=opts)
+
+        def close_multi():
+            est.close()
+            card.close()
+
+        return (lambda img, ts, arrival: est.detect_for_video(img, ts)), (lambda: 0), close_multi
+    from edgepose.estimator import EstimatorOptions, PoseEstimator
+    from edgepose.offload import ClientOptions, OffloadClient
+    from edgepose.offload.runtime import CloudEdgeRuntime, RuntimeOptions
+
+    model = load_card(args.model, threads, providers)
+    est = PoseEstimator(model, options=EstimatorOptions(running_mode="video"))
+    client = None
+    if args.offload_url:
+        client = OffloadClient(args.offload_url, options=ClientOptions(model=args.teacher, token=args.offload_token))
+        log.info("offloading hard frames to %s (model %s)", args.offload_url, args.teacher)
+    rt = CloudEdgeRuntime(est, client=client, options=RuntimeOptions(budget_ms=budget_ms))
+
+    def closer():
+        rt.close()
+        model.close()
+
+    submitted = (lambda: client.stats["submitted"]) if client is not None else (lambda: 0)
+    return (lambda img, ts, arrival: rt.process(img, ts, arrival_s=arrival)), submitted, closer
+
+
+class Display:
+    """A window, a recording, both or neither."""
+
+    def __init__(self, args, fps: float):
+        import cv2
+
+        self.cv2, self.window, self.writer, self.path, self.fps = cv2, not args.headless, None, args.record, fps
+        if self.window and "GUI:                           NONE" in cv2.getBuildInformation():
+            raise SystemExit("this OpenCV has no GUI (opencv-python-headless): run with --headless "
+                             "[--record out.mp4], or pip install opencv-python")
+
+    def show(self, rgb, result, text: str) -> bool:
+        """Draw and show/record; False when the user closed the window (q or Esc)."""
+        from edgepose.video.draw import draw_result
+
+        if not (self.window or self.path):
+            return True
+        cv2 = self.cv2
+        bgr = cv2.cvtColor(draw_result(rgb, result), cv2.COLOR_RGB2BGR)
+        for i, pose in enumerate(result.poses):
+            if pose.track_id is not None:
+                x0, y0 = int(pose.box[0]), int(pose.box[1])
+                cv2.putText(bgr, f"id {pose.track_id}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.5, (0, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(bgr, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        if self.path:
+            if self.writer is None:
+                h, w = bgr.shape[:2]
+                self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer.write(bgr)
+        if self.window:
+            cv2.imshow("edgepose", bgr)
+            return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.window:
+            self.cv2.destroyAllWindows()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd stop -> clean release
+    from edgepose.errors import EdgePoseError
+    from edgepose.profiles import load_profile
+    from edgepose.types import Source
+    from edgepose.video.livestats import LiveStats
+
+    try:
+        profile = load_profile(args.device)
+        budget_ms = args.budget_ms or profile.frame_budget.frame_ms
+        threads = args.threads or profile.cpu.cores
+        log.info("device profile %s: budget %.1f ms/frame (%.0f fps), %d threads",
+                 profile.name, budget_ms, 1000.0 / budget_ms, threads)
+        providers = pick_providers(profile, args.cpu)
+        process, submitted, close_pipeline = build_pipeline(args, budget_ms, threads, providers)
+    except EdgePoseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stats = LiveStats(budget_ms=budget_ms)
+    display, src = None, None
+    try:
+        src = open_input(args)
+        display = Display(args, src.fps)
+        sent = 0
+        for frame in src:
+            arrival = time.perf_counter() - (time.monotonic() - frame.captured_at if frame.captured_at else 0.0)
+            result = process(frame.image, frame.timestamp_ms, arrival)
+            latency = (time.perf_counter() - arrival) * 1e3
+            now_sent = submitted()
+            stats.add(latency, deadline_met=result.deadline_met, offloaded=now_sent > sent,
+                      cloud=result.source == Source.CLOUD, people=len(result.poses))
+            sent = now_sent
+            if not display.show(frame.image, result, f"{latency:.0f} ms {result.source.value}"):
+                break
+            if stats.due():
+                print(stats.line(dropped=src.dropped_frames), flush=True)
+    except KeyboardInterrupt:
+        log.info("interrupted; releasing the camera")
+    except EdgePoseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if src is not None:
+            src.close()
+        if display is not None:
+            display.close()
+        close_pipeline()
+    print(stats.summary(dropped=src.dropped_frames if src is not None else 0), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
