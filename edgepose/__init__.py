@@ -21,6 +21,10 @@ def __getattr__(name):  # lazy re-exports: keep `import edgepose` lean
         from edgepose import estimator
 
         return getattr(estimator, name)
+    if name in ("MultiPoseEstimator", "MultiPoseOptions"):
+        from edgepose import multi
+
+        return getattr(multi, name)
     if name in ("list_models", "load_model"):
         from edgepose import models
 
@@ -32,5 +36,5 @@ __all__ = [
     "__version__", "EdgePoseError", "ConfigError", "InputSpecError", "MissingDependencyError",
     "ModelLoadError", "SourceError", "UnknownNameError", "Keypoint", "Pose", "PoseResult",
     "Source", "SKELETON", "PoseEstimator", "EstimatorOptions", "RunningMode", "list_models",
-    "load_model",
+    "load_model", "MultiPoseEstimator", "MultiPoseOptions",
 ]

@@ -87,7 +87,7 @@ class EstimatorOptions:
             raise ValueError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
 
 
-def _check_frame(image) -> np.ndarray:
+def check_frame(image) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         desc = (f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}").strip()
         raise EdgePoseError(
@@ -157,7 +157,7 @@ class PoseEstimator:
     def detect(self, image: np.ndarray) -> PoseResult:
         """Image mode: estimate the pose in one independent image."""
         self._require_mode(RunningMode.IMAGE, "detect")
-        image = _check_frame(image)
+        image = check_frame(image)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         est = self._fresh(image, timings)
@@ -173,7 +173,7 @@ class PoseEstimator:
     def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> PoseResult:
         """Video mode: the next frame of one video, with increasing ``timestamp_ms``."""
         self._require_mode(RunningMode.VIDEO, "detect_for_video")
-        image = _check_frame(image)
+        image = check_frame(image)
         ts = self._check_ts(timestamp_ms)
         return self._track(image, ts)
 
@@ -182,7 +182,7 @@ class PoseEstimator:
         self._require_mode(RunningMode.LIVE_STREAM, "detect_async")
         if self._closed:
             raise EdgePoseError("estimator is closed; create a new one")
-        image = _check_frame(image)
+        image = check_frame(image)
         ts = self._check_ts(timestamp_ms)
         item = (image, ts)
         while True:

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from edgepose.errors import EdgePoseError
-from edgepose.estimator import RunningMode, _check_frame
+from edgepose.estimator import RunningMode, check_frame
 from edgepose.models import load_model
 from edgepose.models.base import Estimate, PoseModel
 from edgepose.models.multipose import MultiPersonModel
@@ -149,7 +149,7 @@ class MultiPoseEstimator:
     def detect(self, image: np.ndarray) -> PoseResult:
         """Image mode: every person in one independent image (``track_id`` None)."""
         self._require_mode(RunningMode.IMAGE, "detect")
-        image = _check_frame(image)
+        image = check_frame(image)
         t0 = time.perf_counter()
         ests, timings = self.model.detect_people(image)
         poses = [self._pose(e, None) for e in ests[: self.options.max_people]]
@@ -158,7 +158,7 @@ class MultiPoseEstimator:
     def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> PoseResult:
         """Video mode: the next frame of one video, with increasing ``timestamp_ms``."""
         self._require_mode(RunningMode.VIDEO, "detect_for_video")
-        image = _check_frame(image)
+        image = check_frame(image)
         return self._track(image, self._check_ts(timestamp_ms))
 
     def detect_async(self, image: np.ndarray, timestamp_ms: int) -> None:
@@ -166,7 +166,7 @@ class MultiPoseEstimator:
         self._require_mode(RunningMode.LIVE_STREAM, "detect_async")
         if self._closed:
             raise EdgePoseError("estimator is closed; create a new one")
-        image = _check_frame(image)
+        image = check_frame(image)
         self._queue.put((image, self._check_ts(timestamp_ms)))
 
     def _live_loop(self) -> None:

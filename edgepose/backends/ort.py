@@ -29,7 +29,9 @@ class OrtBackend(Backend):
     Args (besides :class:`Backend`'s):
         providers: execution providers in priority order; None = CPU only. On a Jetson pass
             ``["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]``;
-            providers not available in this onnxruntime build are dropped with a log line.
+            providers not available in this onnxruntime build are dropped with a log line. An
+            entry may be ``(name, options_dict)``, e.g. ``("TensorrtExecutionProvider",
+            {"trt_fp16_enable": True, "trt_engine_cache_enable": True})``.
         spin: allow idle worker threads to spin (faster single stream, but distorts timings of
             other sessions in the same process; see DESIGN.md pitfalls).
     """
@@ -51,8 +53,11 @@ class OrtBackend(Backend):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         available = set(ort.get_available_providers())
-        providers = [p for p in self.providers if p in available]
-        dropped = [p for p in self.providers if p not in available]
+        def pname(p):
+            return p[0] if isinstance(p, (tuple, list)) else p
+
+        providers = [p if not isinstance(p, list) else tuple(p) for p in self.providers if pname(p) in available]
+        dropped = [pname(p) for p in self.providers if pname(p) not in available]
         if dropped:
             log.info("onnxruntime providers not available here, skipped: %s", ", ".join(dropped))
         if not providers:
