@@ -255,6 +255,11 @@ class PoseEstimator:
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return PoseResult(poses, ts, idx, (image.shape[1], image.shape[0]), Source.EDGE, timings)
 
+    @property
+    def roi(self) -> Roi | None:
+        """The crop the next video frame will use (None: the detector / a full-frame pass runs)."""
+        return self._roi
+
     def reseed(self, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
         """Re-seed the tracker from an external pose (e.g. a server's answer for a recent frame).
 

@@ -7,6 +7,8 @@ import pytest
 
 from edgepose.offload import (
     Backoff,
+    OffloadControlConfig,
+    OffloadRateController,
     BudgetTracker,
     ClientOptions,
     KeyframeConfig,
@@ -139,7 +141,7 @@ def test_hard_frame_score_rises_with_low_confidence_few_keypoints_motion_and_los
 
 
 def test_policy_hysteresis_enters_high_and_leaves_low():
-    p = OffloadPolicy(PolicyConfig(enter=0.5, leave=0.3))
+    p = OffloadPolicy(PolicyConfig(mode="threshold", enter=0.5, leave=0.3))
     kps = np.zeros((17, 2))
     easy, hard, mid = np.full(17, 0.8), np.full(17, 0.2), np.array([0.2] * 7 + [0.45] * 10)
     assert 0.3 < hard_frame_score(mid) < 0.5  # between the thresholds
@@ -157,3 +159,101 @@ def test_policy_fits_only_when_the_predicted_answer_fits_the_time_left():
         est.observe(network_ms=19.2 + 5.0, up_bytes=12_000, server_ms=30.0)
     assert est.predict_ms(12_000) == pytest.approx(5.0 + 19.2 + 0.12 + 30.0, abs=0.1)
     assert p.fits(66.0, est.predict_ms(12_000))
+
+
+def _stream(policy, scores_per_frame, kps=None):
+    kps = np.zeros((17, 2)) if kps is None else kps
+    hard = []
+    for sc in scores_per_frame:
+        policy.tick()
+        hard.append(policy.update(kps, sc, box_size=100) and policy.allow())
+    return np.array(hard)
+
+
+def test_rate_policy_offloads_about_its_target_share_on_easy_and_hard_clips_alike():
+    rng = np.random.default_rng(0)
+    rate, fixed = {}, {}
+    for level in (0.55, 0.3):  # an easy clip (mean keypoint score near 0.55) and a hard one (near 0.3)
+        frames = [np.clip(rng.normal(level, 0.1, 17), 0, 1) for _ in range(600)]
+        rate[level] = _stream(OffloadPolicy(PolicyConfig(target_rate=0.05, leave_rate=0.10)), frames).mean()
+        fixed[level] = _stream(OffloadPolicy(PolicyConfig(mode="threshold")), frames).mean()
+    assert all(0.04 <= v <= 0.08 for v in rate.values()), rate  # hysteresis stretches hard stretches a little
+    assert fixed[0.55] == 0.0 and fixed[0.3] > 0.1, fixed  # a fixed threshold: all or nothing per clip
+
+
+def test_rate_policy_thresholds_follow_the_running_quantiles():
+    p = OffloadPolicy(PolicyConfig(target_rate=0.1, leave_rate=0.2, window=100, warmup=10))
+    assert p.thresholds() == (1.0, 1.0)  # not warmed up: only a lost pose is hard
+    for v in np.linspace(0.0, 0.99, 100):
+        p._scores.append(float(v))
+    enter, leave = p.thresholds()
+    assert enter == pytest.approx(np.quantile(np.linspace(0.0, 0.99, 100), 0.9))
+    assert leave == pytest.approx(np.quantile(np.linspace(0.0, 0.99, 100), 0.8)) and leave < enter
+    p.rate_scale = 0.5  # the controller backs off: the target halves
+    assert p.thresholds()[0] == pytest.approx(np.quantile(np.linspace(0.0, 0.99, 100), 0.95))
+
+
+def test_a_lost_pose_is_hard_even_before_the_policy_has_warmed_up():
+    p = OffloadPolicy(PolicyConfig())
+    assert p.update(None, None) is True and p.score == 1.0
+
+
+def test_the_share_cap_holds_when_every_frame_is_hard():
+    p = OffloadPolicy(PolicyConfig(mode="threshold", enter=0.01, leave=0.005, max_share=0.15, burst=3))
+    hard = _stream(p, [np.full(17, 0.1)] * 400)
+    assert hard.sum() <= 0.15 * 400 + 3 and hard.sum() >= 0.15 * 400 - 1
+    assert p.skipped_cap > 0
+
+
+def test_uplink_is_re_estimated_from_requests_of_different_sizes():
+    nominal = LinkSpec("t", uplink_mbps=20.0, downlink_mbps=100.0, rtt_ms=30.0)
+    est = NetworkEstimate(nominal)
+    for i in range(12):  # the real uplink is 5 Mbit/s: 8 KB = 12.8 ms, 16 KB = 25.6 ms
+        nbytes = 8000 if i % 2 else 16000
+        est.observe(network_ms=30.0 + nbytes * 8 / 5e3, up_bytes=nbytes, server_ms=10.0)
+    assert est.uplink_fitted and est.uplink_mbps == pytest.approx(5.0, rel=0.01)
+    assert est.predict_ms(16000) == pytest.approx(30.0 + 25.6 + 0.024 + 10.0, abs=1.0)
+    same = NetworkEstimate(nominal)
+    for _ in range(12):  # one size only: rate and RTT cannot be told apart; the nominal rate stays
+        same.observe(network_ms=60.0, up_bytes=12000, server_ms=10.0)
+    assert not same.uplink_fitted and same.uplink_mbps == 20.0
+
+
+def test_rate_controller_shrinks_the_crop_then_the_rate_when_answers_are_late_and_recovers():
+    c = OffloadRateController(OffloadControlConfig(window=4, cooldown=4, min_scale=0.25))
+    for _ in range(8):  # late on a slow uplink (upload = 40 % of the answer time)
+        c.record("late", transfer_share=0.4)
+    assert (c.crop_size, c.rate_scale) == (160, 1.0)  # 256 -> 192 -> 160
+    for _ in range(12):
+        c.record("late", transfer_share=0.4)
+    assert c.rate_scale == 0.25  # then 1 -> 0.5 -> 0.25, no lower
+    for _ in range(16):
+        c.record("on_time", transfer_share=0.4)
+    assert (c.crop_size, c.rate_scale) == (256, 1.0)  # undone in reverse order
+    assert [ch[1:] for ch in c.changes][:4] == [(192, 1.0), (160, 1.0), (160, 0.5), (160, 0.25)]
+
+
+def test_rate_controller_keeps_the_crop_when_the_upload_is_a_small_part_and_probes_unfit_requests():
+    c = OffloadRateController(OffloadControlConfig(window=4, cooldown=4, probe_every=2))
+    for _ in range(8):
+        c.record("unfit", transfer_share=0.02)  # fast Wi-Fi: a smaller crop would not help
+    assert (c.crop_size, c.rate_scale) == (256, 0.25)
+    for _ in range(8):
+        c.record("unfit", transfer_share=0.02)
+    assert c.rate_scale == 0.25  # min_scale: offloads go on at a quarter of the rate
+    assert [c.probe() for _ in range(4)] == [True, False, True, False]
+    assert OffloadRateController(OffloadControlConfig(probe_every=0)).probe() is False
+
+
+def test_new_options_validate_with_the_field_and_the_choices_named():
+    with pytest.raises(ValueError, match="PolicyConfig.mode 'fixed' is not one of rate, threshold"):
+        PolicyConfig(mode="fixed")
+    with pytest.raises(ValueError, match=r"PolicyConfig.leave_rate \(0.05\) must be >= target_rate \(0.1\)"):
+        PolicyConfig(target_rate=0.1, leave_rate=0.05)
+    with pytest.raises(ValueError, match="PolicyConfig.max_share must be in \\[0, 1\\], got 1.5"):
+        PolicyConfig(max_share=1.5)
+    with pytest.raises(ValueError,
+                       match="OffloadControlConfig.crop_sizes must be ints in \\[32, 1024\\], largest first"):
+        OffloadControlConfig(crop_sizes=(160, 256))
+    with pytest.raises(ValueError, match="outcome 'slow' is not one of on_time, late, lost, unfit"):
+        OffloadRateController().record("slow")

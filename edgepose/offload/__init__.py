@@ -4,7 +4,8 @@ Imports numpy and the stdlib only; OpenCV loads when the runtime encodes a crop,
 the split planner cuts a graph.
 """
 
-from edgepose.offload.budget import BudgetTracker, KeyframeConfig, KeyframeController, LatencyStats
+from edgepose.offload.budget import (BudgetTracker, KeyframeConfig, KeyframeController, LatencyStats,
+                                     OffloadControlConfig, OffloadRateController)
 from edgepose.offload.client import Backoff, ClientOptions, OffloadClient, Pending, Reply, TokenBucket
 from edgepose.offload.netem import PRESETS, LinkSpec, NetworkEmulator, get_link, link_from_profile
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy, PolicyConfig, hard_frame_score
@@ -18,7 +19,8 @@ def __getattr__(name):  # the runtime pulls in the estimator and OpenCV: load on
     raise AttributeError(f"module 'edgepose.offload' has no attribute {name!r}")
 
 
-__all__ = ["BudgetTracker", "KeyframeConfig", "KeyframeController", "LatencyStats", "Backoff", "ClientOptions",
+__all__ = ["BudgetTracker", "KeyframeConfig", "KeyframeController", "LatencyStats", "OffloadControlConfig",
+           "OffloadRateController", "Backoff", "ClientOptions",
            "OffloadClient", "Pending", "Reply", "TokenBucket", "PRESETS", "LinkSpec", "NetworkEmulator", "get_link",
            "link_from_profile", "NetworkEstimate", "OffloadPolicy", "PolicyConfig", "hard_frame_score",
            "CloudEdgeRuntime", "RuntimeOptions", "reseed_estimator"]

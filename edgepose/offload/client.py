@@ -38,7 +38,9 @@ class ClientOptions:
         token: bearer token (None: no Authorization header).
         workers: requests in flight at most; one more would only queue behind frames that are
             already late. 2 lets one answer overlap the next request.
-        rate_per_s: token-bucket rate of offloads per second of media time: 4.5 = 15 % of 30 fps.
+        rate_per_s: token-bucket rate of offloads per second of media time, a per-client cap
+            that protects the server: 10 = a third of 30 fps. The share of *frames* offloaded is
+            capped by the runtime (``PolicyConfig.max_share``), which holds at any frame rate.
         burst: token-bucket depth: a short hard stretch may offload this many frames at once.
         late_grace_s: how long after its deadline an answer is still read (to count it, and to
             let a young late answer re-seed the tracker) before the connection is dropped.
@@ -51,7 +53,7 @@ class ClientOptions:
     model: str = "movenet-thunder-fp32"
     token: str | None = None
     workers: int = 2
-    rate_per_s: float = 4.5
+    rate_per_s: float = 10.0
     burst: int = 3
     late_grace_s: float = 0.5
     backoff_base_s: float = 0.05

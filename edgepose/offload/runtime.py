@@ -1,17 +1,27 @@
 """CloudEdgeRuntime: a video-mode PoseEstimator plus offload, budget and keyframe control.
 
-Per frame, :meth:`CloudEdgeRuntime.process`:
+Two ways to drive it:
 
-1. propagates the last pose (``Source.PROPAGATED``) on frames between keyframes, or runs the
-   edge model (``Source.EDGE``);
-2. scores how hard the frame is; when the policy is in its hard state, the offload rate allows
-   it and the predicted answer time fits the time left, sends the person crop (JPEG) to the
-   server in the background;
-3. waits for that answer at most until the frame's deadline (minus a margin), never longer:
-   an on-time answer becomes the frame's result (``Source.CLOUD``) and re-seeds the tracker; a
-   late one is dropped and counted (a young late answer still re-seeds the tracker);
-4. stamps ``deadline_met`` (arrival to result within ``budget_ms``) and feeds the budget tracker
-   and the keyframe controller.
+* **Pipelined** (:meth:`CloudEdgeRuntime.push` / :meth:`~CloudEdgeRuntime.poll` /
+  :meth:`~CloudEdgeRuntime.flush`): ``push`` runs the edge model on the frame at once and never
+  waits on the network; an offloaded frame's result is *held* for at most the declared result
+  delay (``RuntimeOptions.result_delay_ms``, bounded so the frame still meets its budget) while
+  the next frames are taken in. Results come out of ``push`` / ``poll`` in input order, exactly
+  one per input frame: a held frame is released with the cloud pose as soon as the answer
+  arrives, or with its edge pose when the hold runs out. This is how a live app keeps both the
+  frame rate and the cloud answers.
+* **Synchronous** (:meth:`CloudEdgeRuntime.process`): push one frame and wait for its result
+  (at most the hold). Simple, but the caller's frame loop waits with it.
+
+Per keyframe: the edge model runs (``Source.EDGE``; frames between keyframes are propagated,
+``Source.PROPAGATED``); the policy scores how hard the frame is; when it is among the hardest
+(``PolicyConfig.mode = "rate"``: a running quantile), the share cap allows it and the predicted
+answer time fits the hold, the person crop (JPEG) goes to the server in the background. An
+on-time answer becomes the frame's result (``Source.CLOUD``) and re-seeds the tracker; a late one
+is counted and refreshes the network estimate (re-seeding from it is optional, off by default:
+``late_reseed_ms``). Every result carries
+``deadline_met`` (arrival to release within ``budget_ms``) and feeds the budget tracker, the
+keyframe controller and the offload-rate controller (crop size and rate, from the on-time share).
 
 The tracker hook: :func:`reseed_estimator` calls ``PoseEstimator.reseed(keypoints, scores,
 image_size)`` (falling back to setting the private ``_roi`` on an estimator without it).
@@ -19,6 +29,7 @@ image_size)`` (falling back to setting the private ``_roi`` on an estimator with
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,14 +37,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgepose._optional import require
+from edgepose.errors import EdgePoseError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
-from edgepose.offload.budget import BudgetTracker, KeyframeConfig, KeyframeController
+from edgepose.offload.budget import (BudgetTracker, KeyframeConfig, KeyframeController, LatencyStats,
+                                     OffloadControlConfig, OffloadRateController)
 from edgepose.offload.client import ClientOptions, OffloadClient, Pending
 from edgepose.offload.netem import LinkSpec, NetworkEmulator, get_link
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy, PolicyConfig
 from edgepose.server.served import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
-from edgepose.video.tracker import roi_from_keypoints
 
 log = logging.getLogger(__name__)
 
@@ -47,48 +59,61 @@ class RuntimeOptions:
     Attributes:
         budget_ms: per-frame latency budget, arrival to result. 66.7 = the rpi4 profile's
             15 fps frame budget; pass ``profile.frame_budget.frame_ms`` for another device.
-        crop_size: side of the square crop sent to the server: the teacher's input (Thunder:
-            256), so the server does no resampling.
-        jpeg_quality: JPEG quality of the crop; 90 keeps a 256 px crop near 10-15 KB.
-        wait_for_answer: wait (at most until the deadline) for an offloaded frame's answer;
-            False never waits, answers then only re-seed the tracker for later frames.
+        result_delay_ms: the declared result delay: how long after its arrival an offloaded
+            frame's result may be held for the cloud answer. None = as long as the budget allows
+            (``budget_ms - margin_ms - p99 of the per-frame processing time``, re-measured as it
+            runs); a number is further capped by that; 0 = never hold (answers only re-seed).
+        jpeg_quality: JPEG quality of the crop; 90 keeps a 256 px crop near 10-16 KB.
         late_reseed_ms: a late answer for a frame at most this old (media time) still
-            re-seeds the tracker; 0 disables.
+            re-seeds the tracker. 0 (off): on the seven training clips of
+            benchmarks/results/offload_calibration.md, re-seeding from answers 2 frames late
+            left Lightning int8 below no offloading at all (88.0 vs 88.3 % of the teacher's
+            PCK; on-time answers: 88.9) -- the stale pose pulls the crop back (vtest: -4 points).
         propagate: between keyframes, ``hold`` repeats the last pose, ``velocity`` extrapolates
             it from the last two keyframes (damped by half).
         keyframes: :class:`KeyframeConfig` of the keyframe-interval controller.
         policy: :class:`PolicyConfig` of the offload policy.
+        control: :class:`OffloadControlConfig` of the offload crop-size / rate controller.
     """
 
     budget_ms: float = 1000.0 / 15.0
-    crop_size: int = 256
+    result_delay_ms: float | None = None
     jpeg_quality: int = 90
-    wait_for_answer: bool = True
-    late_reseed_ms: float = 100.0
+    late_reseed_ms: float = 0.0
     propagate: str = "hold"
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    control: OffloadControlConfig = field(default_factory=OffloadControlConfig)
 
     def __post_init__(self):
         if not self.budget_ms > 0:
             raise ValueError(f"RuntimeOptions.budget_ms must be > 0, got {self.budget_ms!r}")
-        if not isinstance(self.crop_size, int) or not 32 <= self.crop_size <= 1024:
-            raise ValueError(f"RuntimeOptions.crop_size must be an int in [32, 1024], got {self.crop_size!r}")
+        if self.result_delay_ms is not None and not 0 <= self.result_delay_ms < self.budget_ms:
+            raise ValueError(f"RuntimeOptions.result_delay_ms must be None or in [0, budget_ms={self.budget_ms:g}), "
+                             f"got {self.result_delay_ms!r}; a result held longer than the budget misses it")
         if not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"RuntimeOptions.jpeg_quality must be an int in [1, 100], got {self.jpeg_quality!r}")
+        if not self.late_reseed_ms >= 0:
+            raise ValueError(f"RuntimeOptions.late_reseed_ms must be >= 0, got {self.late_reseed_ms!r}")
         if self.propagate not in _PROPAGATE:
             raise ValueError(f"RuntimeOptions.propagate {self.propagate!r} is not one of {', '.join(_PROPAGATE)}")
 
 
 def reseed_estimator(estimator, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> None:
     """Make the estimator's next crop follow ``keypoints`` (frame px, COCO-17)."""
-    hook = getattr(estimator, "reseed", None)
-    if callable(hook):
-        hook(keypoints, scores, image_size)
-        return
-    roi = roi_from_keypoints(keypoints, scores, image_size)
-    if roi is not None:
-        estimator._roi = roi  # documented private hook until PoseEstimator.reseed exists
+    estimator.reseed(keypoints, scores, image_size)
+
+
+@dataclass
+class _Held:
+    """A frame whose result is produced but not yet released."""
+
+    result: PoseResult
+    arrival: float  # perf_counter seconds
+    due: float  # release at the latest (arrival when nothing is awaited)
+    keyframe: bool
+    src: int  # index of the keyframe its pose comes from
+    pending: Pending | None = None
 
 
 class CloudEdgeRuntime:
@@ -118,11 +143,17 @@ class CloudEdgeRuntime:
         self.network = NetworkEstimate(link, server_prior_ms=self.options.policy.server_prior_ms)
         self.budget = BudgetTracker(self.options.budget_ms)
         self.controller = KeyframeController(self.options.budget_ms, self.options.keyframes)
+        self.control = OffloadRateController(self.options.control)
         self.sources = {s.value: 0 for s in Source}
         self.late_reseeds = 0
+        self.cloud_propagated = 0
         self._cv2 = require("cv2", "base", package="opencv-python-headless")
+        self._step = LatencyStats(window=100)
+        self._lateness = LatencyStats(window=100)
         self._inflight: list[Pending] = []
+        self._held: collections.deque[_Held] = collections.deque()
         self._last: PoseResult | None = None
+        self._last_src = -1
         self._keys: list[tuple[int, np.ndarray]] = []
         self._index = 0
         self._owned: list = []
@@ -131,7 +162,8 @@ class CloudEdgeRuntime:
     def create(cls, edge_model: str = "movenet-lightning-int8", *, server: str | None = "embedded",
                teacher: str = "movenet-thunder-fp32", link: str | LinkSpec = "loopback", profile=None,
                seed: int = 0, options: RuntimeOptions | None = None,
-               client_options: ClientOptions | None = None, num_threads: int | None = None) -> "CloudEdgeRuntime":
+               client_options: ClientOptions | None = None, num_threads: int | None = None,
+               server_threads: int | None = None) -> "CloudEdgeRuntime":
         """Build estimator, (embedded) server and client in one call.
 
         Args:
@@ -143,6 +175,8 @@ class CloudEdgeRuntime:
                 ``none`` means no server.
             profile: device profile (name or DeviceProfile) for link figures and the budget.
             seed: network emulation seed.
+            num_threads: the edge model's threads.
+            server_threads: the embedded server model's threads (default: ``num_threads``).
         """
         from edgepose.estimator import EstimatorOptions, PoseEstimator
         from edgepose.server.app import PoseServer
@@ -159,7 +193,7 @@ class CloudEdgeRuntime:
         client = None
         if server is not None and spec.available:
             if server == "embedded":
-                srv = PoseServer.embedded(teacher, num_threads=num_threads)
+                srv = PoseServer.embedded(teacher, num_threads=server_threads or num_threads)
                 owned.append(srv)
                 server = srv.url
             copts = client_options or ClientOptions(model=teacher, seed=seed)
@@ -169,25 +203,31 @@ class CloudEdgeRuntime:
         rt._owned = owned
         return rt
 
-    # ------------------------------------------------------------------------------------------
-    def process(self, image: np.ndarray, timestamp_ms: int, *, arrival_s: float | None = None) -> PoseResult:
-        """The result for the next frame; waits on the network at most until the frame's deadline.
+    # -- driving it ----------------------------------------------------------------------------
+    def push(self, image: np.ndarray, timestamp_ms: int, *, arrival_s: float | None = None) -> list[PoseResult]:
+        """Take the next frame; never waits on the network.
 
         Args:
             image: (H, W, 3) uint8 RGB.
             timestamp_ms: media timestamp, increasing.
-            arrival_s: ``time.perf_counter()`` when the frame arrived (default: now); the
+            arrival_s: ``time.perf_counter()`` when the frame arrived (default: now); its
                 deadline is ``arrival_s + budget_ms``.
+
+        Returns:
+            The results released now (this frame's or earlier ones), in input order.
         """
-        t_arr = time.perf_counter() if arrival_s is None else float(arrival_s)
-        deadline = t_arr + self.options.budget_ms / 1e3
+        t_start = time.perf_counter()
+        t_arr = t_start if arrival_s is None else float(arrival_s)
         ts = int(timestamp_ms)
         size = (image.shape[1], image.shape[0])
+        out = self._release(t_start)
         self._collect(ts, size)
         key = self.controller.is_keyframe(force=self._last is None or not self._last.poses)
         timings: dict[str, float] = {}
+        pending = None
         if not key:
             res = self._propagate(ts, size)
+            src = self._last_src
         else:
             t0 = time.perf_counter()
             res = self.estimator.detect_for_video(image, ts)
@@ -197,76 +237,162 @@ class CloudEdgeRuntime:
             box = max(p.box[2] - p.box[0], p.box[3] - p.box[1]) if p is not None else 1.0
             self.policy.update(None if p is None else p.keypoints, None if p is None else p.scores,
                                box_size=box, sigma=None if p is None else p.sigma)
-            pending = self._maybe_offload(image, ts, deadline)
-            if pending is not None and self.options.wait_for_answer:
-                t1 = time.perf_counter()
-                margin = self.options.policy.margin_ms / 1e3
-                reply = pending.wait(deadline - margin - time.perf_counter())
-                timings["offload_wait"] = (time.perf_counter() - t1) * 1e3
-                if reply is not None and reply.status == "ok":
-                    pending.consumed = True
-                    self._observe(pending)
-                    cloud = self._cloud_result(reply.outputs[KEYPOINTS][0], pending.tag[0], ts, size)
-                    if cloud is not None:
-                        res = cloud
+            pending = self._maybe_offload(image, ts, t_arr)
+            src = self._index
+        self.policy.tick()
         res.frame_index = self._index
-        self._index += 1
-        latency = (time.perf_counter() - t_arr) * 1e3
-        timings["latency"] = latency
         res.timings_ms = timings
-        res.deadline_met = self.budget.record(latency, {k: v for k, v in timings.items()
-                                                        if k in ("edge", "offload_wait", "latency")})
-        self.controller.update(latency, keyframe=key)
-        self.sources[res.source.value] += 1
+        self._index += 1
         if key and res.pose is not None:
             self._keys = (self._keys + [(ts, res.pose.keypoints.copy())])[-2:]
-        self._last = res
-        return res
+        self._last, self._last_src = res, src
+        due = pending.deadline_s if pending is not None else t_arr
+        self._held.append(_Held(res, t_arr, due, key, src, pending))
+        self._step.add((time.perf_counter() - t_start) * 1e3)
+        return out + self._release(time.perf_counter())
 
-    def _maybe_offload(self, image: np.ndarray, ts: int, deadline: float) -> Pending | None:
+    def poll(self, timeout_s: float = 0.0) -> list[PoseResult]:
+        """Results that are ready, in order; waits at most ``timeout_s`` for the first one."""
+        end = time.perf_counter() + max(0.0, float(timeout_s))
+        while True:
+            now = time.perf_counter()
+            out = self._release(now)
+            if out or now >= end:
+                return out
+            if not self._held:
+                time.sleep(end - now)
+                return []
+            head = self._held[0]
+            wait = min(end, head.due) - now
+            if head.pending is not None:
+                head.pending.wait(wait)
+            else:
+                time.sleep(max(0.0, wait))
+
+    def next_due(self) -> float | None:
+        """``time.perf_counter()`` by which the oldest held frame will be released (None: none held)."""
+        return self._held[0].due if self._held else None
+
+    def flush(self) -> list[PoseResult]:
+        """Release every held frame (waiting at most until each one's due time), in order."""
+        out: list[PoseResult] = []
+        while self._held:
+            out += self.poll(max(0.0, self._held[0].due - time.perf_counter()) + 1e-3)
+        return out
+
+    def process(self, image: np.ndarray, timestamp_ms: int, *, arrival_s: float | None = None) -> PoseResult:
+        """Synchronous: push one frame and wait (at most its hold) for its result.
+
+        The caller's frame loop waits with it; :meth:`push` / :meth:`poll` do not.
+        """
+        if self._held:
+            raise EdgePoseError(f"process() called with {len(self._held)} frame(s) still held from push(); "
+                                "call flush() first, or keep using push()/poll()")
+        out = self.push(image, timestamp_ms, arrival_s=arrival_s)
+        while not out:
+            out = self.poll(max(0.0, self._held[0].due - time.perf_counter()) + 1e-3)
+        return out[-1]
+
+    # -- internals -------------------------------------------------------------------------------
+    def hold_ms(self) -> float:
+        """The hold an offloaded frame gets now: the declared delay within what the budget allows."""
+        o = self.options
+        # a held frame is released late when the loop is busy (in push, or starved of the CPU):
+        # keep back the p99 of a push and the p90 of the lateness seen so far
+        room = (o.budget_ms - o.policy.margin_ms - self._step.percentile(99, default=10.0)
+                - self._lateness.percentile(90, default=0.0))
+        d = room if o.result_delay_ms is None else min(o.result_delay_ms, room)
+        return max(0.0, d)
+
+    def _maybe_offload(self, image: np.ndarray, ts: int, t_arr: float) -> Pending | None:
         if self.client is None or not self.policy.hard or not self.client.available():
             return None
-        cv2, s = self._cv2, self.options.crop_size
-        roi = self.estimator._roi or Roi.full_frame(image.shape[1], image.shape[0])
+        if not self.policy.has_token():
+            self.policy.skipped_cap += 1
+            return None
+        cv2, s = self._cv2, self.control.crop_size
+        roi = self.estimator.roi or Roi.full_frame(image.shape[1], image.shape[0])
         patch, m = crop(image, roi, s, s)
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality])
         if not ok:
             return None
-        remaining = (deadline - time.perf_counter()) * 1e3
-        if not self.policy.fits(remaining, self.network.predict_ms(len(jpg) + 200)):
+        nbytes = len(jpg) + 200
+        due = t_arr + self.hold_ms() / 1e3
+        predicted = self.network.predict_ms(nbytes)
+        share = self.network._up_ms(nbytes) / max(predicted, 1e-6)
+        fits = self.policy.fits((due - time.perf_counter()) * 1e3, predicted)
+        if not fits and not self.control.probe():
+            self._outcome("unfit", transfer_share=share)
+            return None
+        if not self.policy.allow():
             return None
         arr = np.empty(1, dtype=object)
         arr[0] = jpg.tobytes()
-        p = self.client.submit({IMAGE_BYTES: arr}, deadline_s=deadline - self.options.policy.margin_ms / 1e3,
-                               now_ms=ts, tag=(m, ts))
-        if p is not None:
-            self._inflight.append(p)
+        p = self.client.submit({IMAGE_BYTES: arr}, deadline_s=due, now_ms=ts, tag=(m, ts, share))
         return p
+
+    def _outcome(self, outcome: str, *, transfer_share: float) -> None:
+        self.control.record(outcome, transfer_share=transfer_share)
+        self.policy.rate_scale = self.control.rate_scale
 
     def _observe(self, p: Pending) -> None:
         r = p.reply
         self.network.observe(max(0.0, r.rtt_ms - r.server_ms), p.up_bytes, r.server_ms)
 
     def _collect(self, ts: int, size) -> None:
-        """Handle finished requests not consumed on time: count, learn, maybe re-seed."""
+        """Finished requests whose frame was released without them: count, learn, maybe re-seed."""
         keep = []
         for p in self._inflight:
             if not p.done():
                 keep.append(p)
                 continue
             r = p.reply
-            if p.consumed or r.status not in ("ok", "late"):
+            m, pts, share = p.tag
+            if r.status not in ("ok", "late"):
+                self._outcome("lost", transfer_share=share)
                 continue
+            self._outcome("late", transfer_share=share)
             self._observe(p)
-            m, pts = p.tag
             if self.options.late_reseed_ms > 0 and ts - pts <= self.options.late_reseed_ms:
                 kps = apply_affine(invert_affine(m), r.outputs[KEYPOINTS][0][:, :2]).astype(np.float32)
                 reseed_estimator(self.estimator, kps, r.outputs[KEYPOINTS][0][:, 2], size)
                 self.late_reseeds += 1
         self._inflight = keep
 
-    def _cloud_result(self, out: np.ndarray, m: np.ndarray, ts: int, size) -> PoseResult | None:
+    def _release(self, now: float) -> list[PoseResult]:
+        out = []
+        while self._held:
+            h = self._held[0]
+            p = h.pending
+            if p is not None and not p.done() and now < h.due:
+                break
+            self._held.popleft()
+            res = h.result
+            if p is not None:
+                self._lateness.add(max(0.0, now - h.due) * 1e3)
+                if p.done() and p.reply.status == "ok":
+                    p.consumed = True
+                    self._observe(p)
+                    self._outcome("on_time", transfer_share=p.tag[2])
+                    cloud = self._cloud_result(p.reply.outputs[KEYPOINTS][0], p.tag[0], res)
+                    if cloud is not None:
+                        res = cloud
+                        self._propagate_cloud(h.src, cloud)
+                else:
+                    self._inflight.append(p)  # late, lost or failed: _collect counts it
+            latency = (now - h.arrival) * 1e3
+            res.timings_ms["hold"] = max(0.0, (now - h.arrival) * 1e3 - res.timings_ms.get("edge", 0.0))
+            res.timings_ms["latency"] = latency
+            res.deadline_met = self.budget.record(latency, {k: v for k, v in res.timings_ms.items()
+                                                            if k in ("edge", "hold", "latency")})
+            self.controller.update(latency, keyframe=h.keyframe)
+            self.sources[res.source.value] += 1
+            out.append(res)
+        return out
+
+    def _cloud_result(self, out: np.ndarray, m: np.ndarray, edge: PoseResult) -> PoseResult | None:
+        size = edge.image_size
         scores = out[:, 2].astype(np.float32)
         if float(scores.mean()) < self.estimator.options.min_pose_score:
             return None
@@ -276,7 +402,18 @@ class CloudEdgeRuntime:
                else (0.0, 0.0, float(size[0]), float(size[1])))
         reseed_estimator(self.estimator, kps, scores, size)
         pose = Pose(kps, scores, box, float(scores.mean()), track_id=0)
-        return PoseResult([pose], ts, self._index, size, Source.CLOUD)
+        return PoseResult([pose], edge.timestamp_ms, edge.frame_index, size, Source.CLOUD, dict(edge.timings_ms))
+
+    def _propagate_cloud(self, src: int, cloud: PoseResult) -> None:
+        """Frames propagated from a keyframe that got a cloud answer carry the cloud pose."""
+        for h in self._held:
+            if h.src == src and not h.keyframe:
+                h.result.poses = [_copy_pose(p) for p in cloud.poses]
+                self.cloud_propagated += 1
+        if self._last_src == src and self._last is not None and self._last.frame_index != cloud.frame_index:
+            self._last.poses = [_copy_pose(p) for p in cloud.poses]
+        elif self._last_src == src:
+            self._last = cloud
 
     def _propagate(self, ts: int, size) -> PoseResult:
         last = self._last
@@ -291,12 +428,17 @@ class CloudEdgeRuntime:
 
     # ------------------------------------------------------------------------------------------
     def summary(self) -> dict:
-        """Frames per source, offload counters, budget statistics, keyframe changes."""
+        """Frames per source, offload counters, budget statistics, controller state."""
         n = max(1, self.budget.frames)
         out = {"frames": self.budget.frames, "sources": dict(self.sources),
                "cloud_share": self.sources["cloud"] / n, "keyframe_interval": self.controller.k,
                "keyframe_changes": list(self.controller.changes), "late_reseeds": self.late_reseeds,
-               "policy_no_fit": self.policy.skipped_no_fit, "budget": self.budget.summary()}
+               "cloud_propagated": self.cloud_propagated, "hold_ms": round(self.hold_ms(), 1),
+               "policy": {"mode": self.policy.config.mode,
+                          "thresholds": [round(v, 4) for v in self.policy.thresholds()],
+                          "skipped_no_fit": self.policy.skipped_no_fit, "skipped_cap": self.policy.skipped_cap},
+               "policy_no_fit": self.policy.skipped_no_fit, "control": self.control.summary(),
+               "network": self.network.summary(), "budget": self.budget.summary()}
         if self.client is not None:
             out["client"] = dict(self.client.stats)
             out["offload_share"] = self.client.stats["submitted"] / n
@@ -318,3 +460,7 @@ class CloudEdgeRuntime:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _copy_pose(p: Pose) -> Pose:
+    return Pose(p.keypoints.copy(), p.scores.copy(), p.box, p.score, sigma=p.sigma, track_id=p.track_id)
