@@ -157,6 +157,10 @@ def _card_for_path(path: Path, backend) -> CardSpec:
     """Identify the card of a model file by its edgepose metadata, its checksum or its name."""
     meta = getattr(backend, "metadata", {}) or {}
     if "edgepose.card" in meta:
+        if meta["edgepose.card"] == "dkd":
+            from edgepose.models.dkd import dkd_card_spec
+
+            return dkd_card_spec(meta)
         return get_card(meta["edgepose.card"]) if meta["edgepose.card"] in _REGISTRY else _student_spec(meta)
     digest = sha256_file(path)
     for spec in _REGISTRY.values():

@@ -1,0 +1,7 @@
+"""Export compressed models with a parity check, embedded ``edgepose.*`` metadata and a manifest."""
+
+from .onnx_export import (ExportConfig, ExportResult, build_metadata, export_onnx, set_metadata,
+                          sha256_of, write_manifest)
+
+__all__ = ["ExportConfig", "ExportResult", "build_metadata", "export_onnx", "set_metadata",
+           "sha256_of", "write_manifest"]

@@ -1,0 +1,7 @@
+"""int8 quantisation: ONNX Runtime static QDQ, per-channel, selectable calibration."""
+
+from .ort_static import (CALIBRATIONS, QuantizeConfig, QuantizeResult, calibration_ranges, decoder_nodes,
+                         quantize)
+
+__all__ = ["CALIBRATIONS", "QuantizeConfig", "QuantizeResult", "calibration_ranges", "decoder_nodes",
+           "quantize"]

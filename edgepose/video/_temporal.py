@@ -1,0 +1,122 @@
+"""Shared pieces of the learned temporal models (smoother, keyframe recovery): window
+normalisation and the ONNX model wrapper. Numpy only; the training recipes in
+``edgepose.compression.temporal`` import the same normalisation so training and runtime agree.
+
+A window is ``(T, 17, 2)`` pixels. The models see each coordinate's signal separately
+(weights shared across joints and x / y): ``(C, T)`` with ``C = 34``, each channel shifted by
+its window mean and divided by the person's size, so they are translation- and scale-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: The shipped smoother and recovery models (trained by edgepose.compression.temporal).
+SMOOTHER_FILE = "smoothnet_w32.onnx"
+RECOVERY_FILE = "keyframe_recovery_w32.onnx"
+#: Smallest person size (px) used to normalise, so a degenerate pose cannot divide by ~0.
+MIN_SCALE = 8.0
+
+
+def person_scale(win: np.ndarray) -> float:
+    """Median over frames of the pose's bounding-box longer side (px), nan-safe, >= MIN_SCALE."""
+    w = np.asarray(win, dtype=np.float64)
+    fin = np.isfinite(w).all(axis=-1)  # (T, J)
+    hi = np.where(fin[..., None], w, -np.inf).max(axis=1)  # (T, 2)
+    lo = np.where(fin[..., None], w, np.inf).min(axis=1)
+    side = (hi - lo).max(axis=1)[fin.any(axis=1)]
+    return float(max(np.median(side), MIN_SCALE)) if side.size else MIN_SCALE
+
+
+def to_channels(win: np.ndarray, scale: float, center: np.ndarray | None = None):
+    """(T, J, 2) window -> ((J*2, T) normalised channels, (J*2,) centre).
+
+    The centre is each channel's mean over the window's finite values (0 for an empty channel).
+    """
+    t = len(win)
+    ch = np.asarray(win, dtype=np.float64).reshape(t, -1).T  # (C, T)
+    if center is None:
+        fin = np.isfinite(ch)
+        cnt = fin.sum(axis=1)
+        center = np.where(cnt > 0, np.where(fin, ch, 0.0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+    return (ch - center[:, None]) / scale, center
+
+
+def from_channels(ch: np.ndarray, center: np.ndarray, scale: float, joints: int = 17) -> np.ndarray:
+    """Inverse of :func:`to_channels`: (C, T) -> (T, J, 2) pixels."""
+    px = ch * scale + center[:, None]
+    return px.T.reshape(ch.shape[1], joints, 2)
+
+
+def fill_gaps(ch: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill invalid entries of each channel by linear interpolation of its valid ones (held
+    constant beyond the first / last valid entry).
+
+    Args:
+        ch: (C, T) channels.
+        valid: (C, T) bool.
+
+    Returns:
+        (filled channels, (C,) bool: channel had at least one valid entry; others are left 0).
+    """
+    out = np.where(valid, ch, 0.0)
+    has = valid.any(axis=1)
+    t = np.arange(ch.shape[1])
+    for c in np.nonzero(has & ~valid.all(axis=1))[0]:
+        v = valid[c]
+        out[c] = np.interp(t, t[v], ch[c, v])
+    return out, has
+
+
+class TemporalModel:
+    """An exported temporal model (ONNX) run through an edgepose backend.
+
+    Reads ``edgepose.kind`` and ``edgepose.window`` from the model's metadata and checks them.
+
+    Args:
+        path: the .onnx file (None: the shipped file ``default_file``).
+        kind: expected ``edgepose.kind`` (``"smoother"`` or ``"recovery"``).
+        default_file: file name in ``edgepose/data`` used when ``path`` is None.
+        num_threads: intra-op threads (1: these models are tiny; more threads only add overhead).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, *, kind: str, default_file: str,
+                 num_threads: int | None = 1):
+        from edgepose.backends import open_backend
+
+        self.path = Path(path) if path is not None else DATA_DIR / default_file
+        if not self.path.is_file():
+            raise ModelLoadError(
+                f"temporal model not found: {self.path}; pass the path of an exported model "
+                "(python -m edgepose.compression.temporal.train --help) or reinstall edgepose")
+        self.backend = open_backend(self.path, num_threads=num_threads)
+        meta = self.backend.metadata
+        got = meta.get("edgepose.kind")
+        if got != kind:
+            self.backend.close()
+            raise ModelLoadError(f"{self.path} is a {got!r} model (metadata edgepose.kind), "
+                                 f"expected {kind!r}; pass a {kind} model")
+        self.window = int(meta.get("edgepose.window", "0"))
+        if self.window < 4:
+            self.backend.close()
+            raise ModelLoadError(f"{self.path}: metadata edgepose.window {self.window!r} is missing or < 4")
+        self.metadata = meta
+        self.input_name = self.backend.inputs[0].name
+        self.output_name = self.backend.outputs[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run the model on normalised channels; float32 in, float64 out."""
+        return self.backend.run({self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[
+            self.output_name].astype(np.float64)
+
+    def close(self) -> None:
+        self.backend.close()
