@@ -123,3 +123,28 @@ def test_temporal_metrics_bundles_the_metrics_on_the_shared_joints():
 def test_mismatched_shapes_are_rejected_with_both_shapes():
     with pytest.raises(ValueError, match=r"pred \(30, 3, 2\) and ref \(29, 3, 2\)"):
         mean_position_error(line(), line(t=29))
+
+
+def test_reference_tracks_load_as_coco17_pixels(assets):
+    from edgepose.eval.temporal import EVAL_CLIPS, reference_track
+
+    pose_1 = reference_track(EVAL_CLIPS["pose_1"], assets=assets)
+    squats = reference_track(EVAL_CLIPS["pose_squats"], assets=assets)
+    assert pose_1.shape == (120, 17, 2) and squats.shape == (65, 17, 2)
+    assert np.isfinite(pose_1).all() and np.isfinite(squats).all()  # BlazePose-33 covers COCO-17
+    assert 0 < pose_1[..., 0].min() and pose_1[..., 0].max() < 576  # inside the 576x576 frame
+    assert 0 < squats[..., 1].min() and squats[..., 1].max() < 1280  # inside the 720x1280 frame
+
+
+def test_a_track_survives_an_npz_round_trip(tmp_path):
+    from edgepose.eval.temporal import Track
+
+    kps = np.arange(3 * 17 * 2, dtype=np.float32).reshape(3, 17, 2)
+    kps[1] = np.nan
+    tr = Track(kps, np.ones((3, 17), np.float32), 25.0, np.array([7, 8, 9]), np.array([1.0, np.nan, 2.0]),
+               {"model": "m"})
+    tr.save(tmp_path / "t.npz")
+    back = Track.load(tmp_path / "t.npz")
+    np.testing.assert_array_equal(back.keypoints, kps)
+    assert back.present.tolist() == [True, False, True]
+    assert back.fps == 25.0 and back.meta == {"model": "m"} and back.frames.tolist() == [7, 8, 9]
