@@ -1,8 +1,9 @@
 """Offline KD losses of the CNN students on cached teacher pseudo-labels ("plain KD").
 
-* heatmap head: peak-weighted MSE between the student's sigmoid heatmaps and the teacher's
-  (warped) heatmaps, the repo's heatmap-KD loss (:func:`..distill.losses.kd_losses`) for a
-  student whose maps need not be MoveNet-shaped;
+* heatmap head: peak-weighted MSE (or BCE) between the student's sigmoid heatmaps and the
+  teacher's (warped) heatmaps, the repo's heatmap-KD loss (:func:`..distill.losses.kd_losses`)
+  for a student whose maps need not be MoveNet-shaped, optionally plus a spatial KL between the
+  teacher map (normalised to a distribution) and the student's spatial softmax (localisation);
 * SimCC head: KL divergence from Gaussian-smoothed 1-D labels at the teacher's keypoints (SimCC's
   label smoothing) to the softmax over bins, per axis, weighted by teacher confidence.
 
@@ -147,5 +148,5 @@ class SimCCKD(nn.Module):
         return {"kd_simcc": simcc_kd_loss(lx, ly, batch["keypoints"], sigma=self.sigma)}
 
 
-__all__ = ["MIN_LABEL_SCORE", "heatmap_kd_loss", "spatial_kd_loss", "teacher_kd_terms", "keypoint_weights", "simcc_targets", "simcc_kd_loss",
-           "HeatmapKD", "SimCCKD"]
+__all__ = ["MIN_LABEL_SCORE", "heatmap_kd_loss", "spatial_kd_loss", "teacher_kd_terms", "keypoint_weights",
+           "simcc_targets", "simcc_kd_loss", "HeatmapKD", "SimCCKD"]

@@ -189,13 +189,16 @@ class RLEObjective(nn.Module):
         student: a :class:`StudentNet` with the ``rle`` head.
         min_score: teacher keypoint score below which a keypoint is not supervised.
         flow: the residual flow (a new :class:`RealNVP` if None).
+        normalise: add the normaliser log s (see the module docstring; False = the paper's loss).
     """
 
-    def __init__(self, student: nn.Module, *, min_score: float = 0.3, flow: RealNVP | None = None):
+    def __init__(self, student: nn.Module, *, min_score: float = 0.3, flow: RealNVP | None = None,
+                 normalise: bool = True):
         super().__init__()
         self.student = student
         self.flow = flow or RealNVP()
         self.min_score = min_score
+        self.normalise = normalise
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         coords, sigma = self.student(batch["image"])
@@ -203,7 +206,7 @@ class RLEObjective(nn.Module):
         target = kp[..., [1, 0]]
         inside = ((target >= 0) & (target <= 1)).all(-1)
         weight = (inside & (kp[..., 2] >= self.min_score)).float()
-        return {"rle": rle_loss(coords, sigma, target, weight, self.flow)}
+        return {"rle": rle_loss(coords, sigma, target, weight, self.flow, normalise=self.normalise)}
 
 
 __all__ = ["RLEHead", "RealNVP", "rle_loss", "laplace_log_normaliser", "RLEObjective"]
