@@ -64,14 +64,14 @@ def test_the_normaliser_of_laplace_times_a_standard_normal_flow_matches_its_clos
     e_abs = 2 * math.exp(0.5) * 0.5 * math.erfc(1 / math.sqrt(2))
     log_s = 2 * math.log(0.5 * e_abs)  # = -2.682
     g = torch.Generator().manual_seed(0)
-    est = laplace_log_normaliser(RealNVP(identity_init=True), 200_000, g)
-    assert float(est) == pytest.approx(log_s, abs=0.01)
+    est = laplace_log_normaliser(RealNVP(identity_init=True), 50_000, g)
+    assert float(est) == pytest.approx(log_s, abs=0.02)
     flow = RealNVP(identity_init=True)
     with_s = rle_loss(torch.zeros(1, 1, 2), torch.full((1, 1, 2), 0.1), torch.zeros(1, 1, 2), torch.ones(1, 1), flow,
-                      samples=200_000)
+                      samples=50_000)
     without = rle_loss(torch.zeros(1, 1, 2), torch.full((1, 1, 2), 0.1), torch.zeros(1, 1, 2), torch.ones(1, 1), flow,
                        normalise=False)
-    assert float(with_s - without) == pytest.approx(log_s, abs=0.01)
+    assert float(with_s - without) == pytest.approx(log_s, abs=0.02)
 
 
 def test_realnvp_forward_map_inverts_inverse():
