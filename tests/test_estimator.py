@@ -138,3 +138,40 @@ def test_reseed_sets_the_next_crop_from_an_external_pose():
     assert est.reseed(kps, np.full(17, 0.9), (320, 240))
     assert abs(est._roi.cx - 100) < 1e-3
     assert not est.reseed(kps, np.full(17, 0.01), (320, 240)) and est._roi is None
+
+
+@pytest.mark.core
+def test_smoother_option_is_validated_with_the_choices():
+    with pytest.raises(ValueError, match=re.escape("EstimatorOptions.smoother 'kalman' is not one of one_euro, learned, none")):
+        EstimatorOptions(smoother="kalman")
+    from edgepose.video.smoother import SmootherOptions
+    with pytest.raises(ValueError, match=re.escape("EstimatorOptions.learned_smoother.delay must be 0 inside the estimator")):
+        EstimatorOptions(smoother="learned", learned_smoother=SmootherOptions(delay=2))
+
+
+@pytest.mark.backend
+def test_learned_smoother_in_video_mode_runs_zero_lag_and_steadies_the_track(assets):
+    """smoother='learned' equals running LearnedSmoother(delay=0) on the unsmoothed track, and
+    its acceleration (jitter) is lower than the raw per-frame output's."""
+    from edgepose.video.smoother import LearnedSmoother, SmootherOptions
+
+    def track(**kw):
+        est = PoseEstimator("movenet-lightning-int8", options=EstimatorOptions(running_mode="video", **kw))
+        out = []
+        with VideoFileSource(assets / "data/tfjs_testdata/pose_1.mp4", max_frames=60) as src:
+            for fr in src:
+                r = est.detect_for_video(fr.image, fr.timestamp_ms)
+                out.append((r.timestamp_ms, r.pose.keypoints, r.pose.scores))
+        est.close()
+        return out
+
+    raw = track(smoother="none")
+    learned = track(smoother="learned")
+    assert [t for t, _, _ in raw] == [t for t, _, _ in learned]
+    with LearnedSmoother(SmootherOptions(delay=0)) as sm:
+        ref = np.array([sm.push(k, t, scores=s)[0].keypoints for t, k, s in raw])
+    got = np.array([k for _, k, _ in learned])
+    np.testing.assert_allclose(got, ref, atol=1e-3)
+    raw_kps = np.array([k for _, k, _ in raw])
+    accel = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()  # noqa: E731
+    assert accel(got) < accel(raw_kps)
