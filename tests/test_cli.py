@@ -49,6 +49,22 @@ def test_run_writes_jsonl_and_annotated_video_for_a_real_clip(assets, tmp_path, 
     assert "12 frames, person found in 12" in capsys.readouterr().out
 
 
+@pytest.mark.backend
+def test_run_with_the_learned_smoother_changes_the_track_and_bad_choice_is_named(assets, tmp_path, capsys):
+    clip = assets / "data/tfjs_testdata/pose_1.mp4"
+    kps = {}
+    for sm in ("none", "learned"):
+        rc = main(["run", str(clip), "--model", "movenet-lightning-int8", "--out", str(tmp_path / sm),
+                   "--max-frames", "8", "--no-progress", "--no-video", "--smoother", sm])
+        assert rc == 0
+        lines = (tmp_path / sm / "pose_1.poses.jsonl").read_text().splitlines()
+        kps[sm] = [json.loads(x)["poses"][0]["keypoints"] for x in lines]
+    assert kps["none"][0] != kps["learned"][0] or kps["none"][-1] != kps["learned"][-1]
+    with pytest.raises(SystemExit):
+        main(["run", str(clip), "--smoother", "kalman"])
+    assert "argument --smoother: invalid choice: 'kalman'" in capsys.readouterr().err
+
+
 def _readme_commands():
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", text, re.S)

@@ -21,7 +21,9 @@ def add_arguments(p):
     p.add_argument("--out", default="runs", help="output folder (default: ./runs)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--no-smooth", action="store_true", help="disable One Euro smoothing")
+    p.add_argument("--smoother", choices=("one_euro", "learned", "none"), default="one_euro",
+                   help="keypoint smoothing: One Euro (default), the learned zero-lag smoother, or none")
+    p.add_argument("--no-smooth", action="store_true", help="same as --smoother none")
     p.add_argument("--no-video", action="store_true", help="write only the JSON lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,7 +46,8 @@ def run(args) -> int:
     else:
         src_spec = args.input
     model = load_model(args.model, card=args.card, num_threads=args.threads)
-    opts = EstimatorOptions(running_mode=RunningMode.VIDEO, smoothing=not args.no_smooth)
+    opts = EstimatorOptions(running_mode=RunningMode.VIDEO, smoothing=not args.no_smooth,
+                            smoother=args.smoother)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "camera" if src_spec.isdigit() else Path(src_spec).stem
