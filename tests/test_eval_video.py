@@ -7,7 +7,8 @@ import pytest
 
 from edgepose.cli.main import main
 from edgepose.errors import ConfigError
-from edgepose.eval.video import ReferenceTrack, compare_tracks, load_reference, run_tracked
+from edgepose.eval.video import (ReferenceTrack, compare_tracks, load_reference, run_tracked,
+                                 temporal_comparison, track_array)
 from edgepose.models import load_model
 from edgepose.types import Keypoint as K
 
@@ -83,6 +84,42 @@ def test_frames_without_a_prediction_count_as_misses_and_lengths_may_differ():
     assert out["mean_px_error"] == pytest.approx(0.5)  # errors only where both exist
 
 
+@pytest.mark.core
+def test_temporal_metrics_of_a_constant_offset_are_zero_jitter_and_the_offset():
+    ref = [pose((2.0 * t, 0.0)) for t in range(20)]  # steady walk: zero acceleration
+    out = temporal_comparison([p + (3.0, 4.0) for p in ref], ref, fps=30.0)
+    assert out["accel_error"] == pytest.approx(0.0, abs=1e-9)
+    assert out["position_error"] == pytest.approx(5.0)
+    assert out["hf_energy_error"] == pytest.approx(0.0, abs=1e-9)
+    assert out["fps"] == 30.0 and out["cutoff_hz"] == 5.0
+
+
+@pytest.mark.core
+def test_temporal_metrics_of_alternating_jitter_have_the_known_answers():
+    # x jitters +a, -a, +a, ... around the reference: second differences are +-4a on every
+    # joint, position error a; the error is a Nyquist sinusoid of amplitude a: power a^2.
+    a = 1.5
+    ref = [pose((2.0 * t, 0.0)) for t in range(20)]
+    pred = [p + (a * (-1) ** t, 0.0) for t, p in enumerate(ref)]
+    out = temporal_comparison(pred, ref, fps=30.0)
+    assert out["accel_error"] == pytest.approx(4 * a)
+    assert out["position_error"] == pytest.approx(a)
+    assert out["hf_energy_error"] == pytest.approx(a * a / 2)  # x carries a^2, y 0: mean a^2/2
+    assert out["pck"] == 100.0
+
+
+@pytest.mark.core
+def test_temporal_metrics_skip_missing_frames_and_match_the_shorter_track():
+    ref = ReferenceTrack([pose((2.0 * t, 0.0)) for t in range(10)] + [None], "coco17")
+    pred = [pose((2.0 * t, 0.0)) for t in range(12)]
+    pred[4] = None  # the frames around it have no acceleration to compare
+    out = temporal_comparison(pred, ref, fps=30.0)
+    assert out["accel_error"] == pytest.approx(0.0, abs=1e-9)
+    assert out["position_error"] == pytest.approx(0.0, abs=1e-9)
+    arr = track_array(pred, 11)
+    assert arr.shape == (11, 17, 2) and np.isnan(arr[4]).all() and np.isfinite(arr[5]).all()
+
+
 @pytest.mark.backend
 def test_tracked_lightning_agrees_with_the_tfjs_reference_on_pose_1(tfjs):
     ref = load_reference(tfjs / "pose_1.json")
@@ -100,9 +137,14 @@ def test_eval_video_command_prints_and_writes_the_comparison(tfjs, tmp_path, cap
                "--reference", str(tfjs / "pose_1.json"), "--max-frames", "10", "--json", str(out),
                "--no-progress"])
     assert rc == 0
-    assert "PCK@0.2 x torso:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "PCK@0.2 x torso:" in printed and "| accel err (px/frame^2) |" in printed
     d = json.loads(out.read_text())
     assert d["frames"] == 10 and d["model"] == "movenet-lightning-int8" and d["smoothing"] is True
+    for key in ("accel_error", "position_error", "hf_energy", "hf_energy_error", "pck", "pck05"):
+        assert isinstance(d[key], float), key
+    assert d["fps"] == 30.0 and d["cutoff_hz"] == 5.0
+    assert 0 < d["accel_error"] < 20 and 0 < d["position_error"] < 12
 
 
 @pytest.mark.slow

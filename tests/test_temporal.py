@@ -174,3 +174,113 @@ def test_eval_temporal_cli_scores_pose_1_and_the_smoother_halves_its_jitter(asse
     assert d2["accel_error"] < 0.5 * raw["accel_error"]
     assert d2["position_error"] < raw["position_error"] + 0.5
     assert rows["keyframes k=3 recovery"]["pck"] > raw["pck"] - 2.0
+
+
+# -- One Euro filter (edgepose.video.one_euro) and its offline replay --------------------------
+
+@pytest.mark.core
+def test_one_euro_state_is_in_pixels_so_a_changing_scale_does_not_move_a_still_pose():
+    from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
+
+    f = OneEuroFilter(OneEuroConfig(min_cutoff=1.0, beta=5.0))
+    still = np.full((17, 2), 300.0)
+    for i, s in enumerate([100, 250, 80, 400, 120]):  # the ROI side changes every frame
+        np.testing.assert_allclose(f(still, 33.0 * i, scale=s), still, rtol=0, atol=1e-9)
+
+
+@pytest.mark.core
+def test_one_euro_matches_the_paper_with_the_speed_divided_by_the_scale():
+    import math
+
+    from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
+
+    cfg = OneEuroConfig(min_cutoff=1.5, beta=5.0, d_cutoff=1.0)
+    rng = np.random.default_rng(1)
+    xs = 200 + np.cumsum(rng.normal(0, 3, (40, 17, 2)), axis=0)
+    scales = rng.uniform(80, 300, 40)
+
+    def alpha(fc, dt):
+        return 1.0 / (1.0 + 1.0 / (2 * math.pi * fc * dt))
+
+    f = OneEuroFilter(cfg)
+    x_prev = dx_prev = None
+    for i, (x, s) in enumerate(zip(xs, scales)):
+        got = f(x.astype(np.float32), 40.0 * i, scale=float(s))
+        if x_prev is None:
+            want, dx = x, np.zeros_like(x)
+        else:
+            dt = 0.04
+            dx = alpha(cfg.d_cutoff, dt) * (x - x_prev) / dt + (1 - alpha(cfg.d_cutoff, dt)) * dx_prev
+            a = alpha(cfg.min_cutoff + cfg.beta * np.abs(dx) / s, dt)
+            want = a * x + (1 - a) * x_prev
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+        x_prev, dx_prev = want, dx
+    # scale-free: the same motion k times larger, with a k times larger person, is k times the output
+    f1, f2 = OneEuroFilter(cfg), OneEuroFilter(cfg)
+    for i, (x, s) in enumerate(zip(xs, scales)):
+        np.testing.assert_allclose(3 * f1(x, 40.0 * i, scale=s), f2(3 * x, 40.0 * i, scale=3 * s), atol=1e-9)
+
+
+@pytest.mark.core
+def test_one_euro_restarts_on_a_timestamp_not_after_the_last_and_rejects_a_bad_scale():
+    from edgepose.video.one_euro import OneEuroFilter
+
+    f = OneEuroFilter()
+    a, b = np.zeros((17, 2)), np.full((17, 2), 50.0)
+    f(a, 0.0)
+    assert not np.allclose(f(b, 33.0), b)  # smoothed
+    np.testing.assert_array_equal(f(b, 33.0), b)  # same timestamp: a fresh start
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        f(b, 66.0, scale=0.0)
+
+
+@pytest.mark.core
+def test_offline_one_euro_replay_uses_the_estimators_crop_side():
+    from edgepose.eval.temporal_report import one_euro_track, roi_sides
+    from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
+    from edgepose.video.tracker import roi_from_keypoints
+
+    _, noisy = walking_track(n=20)
+    noisy[7] = np.nan  # pose lost: the next crop is the full frame and the filter restarts
+    scores = np.full((20, 17), 0.9)
+    sides = roi_sides(noisy, scores, (640, 480))
+    assert sides[0] == 640 and sides[8] == 640
+    roi = roi_from_keypoints(noisy[3], scores[3], (640, 480))
+    assert sides[4] == max(roi.width, roi.height)
+    out = one_euro_track(noisy, 30.0, OneEuroConfig(), sides)
+    f = OneEuroFilter(OneEuroConfig())
+    for i in range(8, 20):
+        want = f(noisy[i], i * 1000.0 / 30.0, scale=sides[i])
+    np.testing.assert_allclose(out[19], want)
+    assert np.isnan(out[7]).all()
+
+
+@pytest.mark.core
+def test_one_euro_search_takes_the_smoothest_setting_within_the_position_margin():
+    from edgepose.compression.temporal.baselines import TuneClip, search
+
+    clean, noisy = walking_track(n=120, noise=3.0)
+    clip = TuneClip("walk", noisy, np.ones((120, 17)), clean, 30.0, np.full(120, 200.0))
+    grid = {"min_cutoff": (0.05, 1.0, 4.0, 30.0), "beta": (0.0,), "d_cutoff": (1.0,)}
+    cfg, raw, table = search([clip], grid, margin=0.5)
+    by = {r[0]: r for r in table}
+    assert by[0.05][3] < by[1.0][3] < by[4.0][3]  # slower = smoother ...
+    assert by[1.0][4] > raw[1] + 0.5  # ... but 1 Hz already lags more than the margin
+    assert by[30.0][3] > by[4.0][3]  # barely filtered: more jitter
+    assert cfg.min_cutoff == 4.0 and by[4.0][3] < 0.5 * raw[0]
+
+
+@pytest.mark.core
+def test_teacher_reference_drops_unseen_joints_and_frames_on_another_person():
+    from edgepose.compression.temporal.baselines import teacher_reference
+    from edgepose.eval.temporal import Track
+
+    clean, _ = walking_track(n=5)
+    scores = np.full((5, 17), 0.9, np.float32)
+    scores[:, 15:] = 0.1  # ankles out of the frame
+    teacher = Track(clean.astype(np.float32), scores, 30.0, np.arange(5))
+    edge = clean.copy()
+    edge[2] += 500.0  # the edge model is on someone else in frame 2
+    ref = teacher_reference(edge, teacher)
+    assert np.isnan(ref[:, 15:]).all() and np.isfinite(ref[[0, 1, 3, 4], :15]).all()
+    assert np.isnan(ref[2]).all()

@@ -1,62 +1,160 @@
-"""Tune the One Euro baseline on the same training tracks as the learned smoother.
+"""Tune the One Euro baseline on the training clips (never an evaluation clip).
 
-A fair comparison gives the baseline the same data: grid-search ``min_cutoff`` and ``beta``
-minimising position L1 + acceleration L1 against the teacher (in units of the person's size,
-the learned smoother's loss) over the training clips, at zero delay.
+Criterion (issue 7): the lowest mean acceleration error against the teacher's track among the
+settings whose mean position error is at most the unfiltered edge track's + 0.5 px. Both means
+are pooled over the training clips, each clip weighted by its frame count. The reference is
+the teacher's track where the teacher sees the joint (score >= ``MIN_TEACHER_SCORE``; e.g. the
+legs below the frame of the ASL clips are left out) and where both models track the same
+person (frames whose median joint distance exceeds ``SAME_PERSON_FRACTION`` x the person's
+size are left out: a few frames of sports2d, mmaction2 and the like). The filter runs as
+the estimator runs it: the speed divided by the ROI side of each frame (reconstructed from the
+track, :func:`edgepose.eval.temporal_report.roi_sides`), restarting where the pose is lost.
 
-    python -m edgepose.compression.temporal.baselines [ACCEL_WEIGHT]
+Two searches:
+
+* ``COARSE_GRID`` (round numbers, ``d_cutoff`` 1 Hz): the SDK defaults in
+  :class:`edgepose.video.one_euro.OneEuroConfig`.
+* ``FINE_GRID`` (finer, ``d_cutoff`` searched too): ``CONSTRAINED_ONE_EURO`` of
+  :mod:`edgepose.eval.temporal_report`, the "best One Euro under the position constraint" row.
+
+    python -m edgepose.compression.temporal.baselines [--json OUT]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edgepose.compression.temporal.data import collect_pairs
-from edgepose.eval.temporal_report import one_euro_track
+from edgepose.compression.temporal.data import TRAIN_VIDEOS, collect_pairs
+from edgepose.eval.jitter import temporal_metrics
+from edgepose.eval.temporal import default_assets_dir
+from edgepose.eval.temporal_report import one_euro_track, roi_sides, video_size
 from edgepose.video._temporal import person_scale
 from edgepose.video.one_euro import OneEuroConfig
 
 log = logging.getLogger(__name__)
 
-MIN_CUTOFFS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
-BETAS = (0.0, 0.3, 1.0, 3.0, 10.0, 20.0, 50.0)
+#: Position error allowed above the unfiltered track (px), the issue's bound.
+POSITION_MARGIN_PX = 0.5
+#: vtest frames 0-599 (600+ is evaluation) are training material too, but left out by default:
+#: the single-person tracks of the edge model and the teacher follow different pedestrians in
+#: ~10 % of its frames (errors of 300-600 px), so the teacher is no reference there.
+EXTRA_TRAIN_VIDEOS: tuple[tuple[str, int, int | None], ...] = (("data/opencv_doc/vtest.avi", 0, 600),)
+
+MIN_TEACHER_SCORE = 0.3
+SAME_PERSON_FRACTION = 0.25
+
+COARSE_GRID = {"min_cutoff": (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+               "beta": (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0), "d_cutoff": (1.0,)}
+FINE_GRID = {"min_cutoff": (0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0),
+             "beta": (0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0),
+             "d_cutoff": (0.5, 1.0, 2.0)}
 
 
-def objective(pred, tgt, scale, accel_weight: float = 1.0) -> float:
-    """The learned smoother's loss: position L1 + accel_weight x acceleration L1 (person units)."""
-    e = (pred - tgt) / scale
-    acc = e[2:] - 2 * e[1:-1] + e[:-2]
-    return float(np.abs(e).mean() + accel_weight * np.abs(acc).mean())
+@dataclass
+class TuneClip:
+    """One training clip: the edge track, its scores, the reference (:func:`teacher_reference`),
+    fps, and the ROI side of each frame."""
+
+    name: str
+    edge: np.ndarray
+    scores: np.ndarray
+    teacher: np.ndarray
+    fps: float
+    scales: np.ndarray
 
 
-def tune(pairs, accel_weight: float = 1.0) -> tuple[OneEuroConfig, list]:
-    """Grid search; returns the best config and the sorted (objective, min_cutoff, beta) table."""
-    segs = []
-    for p in pairs:
-        ok = p.edge.present & p.teacher.present
-        if ok.all() and len(ok) >= 16:
-            segs.append((p.edge.keypoints.astype(np.float64), p.teacher.keypoints.astype(np.float64),
-                         p.fps, person_scale(p.teacher.keypoints)))
+def teacher_reference(edge: np.ndarray, teacher, *, min_score: float = MIN_TEACHER_SCORE,
+                      same_person: float = SAME_PERSON_FRACTION) -> np.ndarray:
+    """The teacher's (T, 17, 2) track as a reference: nan where the teacher's keypoint score is
+    below ``min_score`` and in frames where the edge track is on someone else (median joint
+    distance > ``same_person`` x the teacher pose's bounding-box side)."""
+    ref = teacher.keypoints.astype(np.float64).copy()
+    ref[~(teacher.scores >= min_score)] = np.nan
+    fin = np.isfinite(teacher.keypoints).all(axis=-1)
+    with np.errstate(invalid="ignore"):
+        dist = np.linalg.norm(edge - teacher.keypoints, axis=-1)
+        side = np.array([person_scale(k[None]) for k in teacher.keypoints])
+        med = np.array([np.median(d[f]) if f.any() else np.nan for d, f in zip(dist, fin)])
+    ref[med > same_person * side] = np.nan
+    return ref
+
+
+def load_clips(cache_dir: str = "runs/temporal_tracks", *, assets=None,
+               videos=TRAIN_VIDEOS) -> list[TuneClip]:
+    root = Path(assets) if assets else default_assets_dir()
+    out = []
+    for p, (rel, _, _) in zip(collect_pairs(cache_dir, assets=root, videos=videos), videos):
+        e = p.edge.keypoints.astype(np.float64)
+        out.append(TuneClip(p.name, e, p.edge.scores, teacher_reference(e, p.teacher), p.fps,
+                            roi_sides(e, p.edge.scores, video_size(root / rel))))
+    return out
+
+
+def pooled(clips: list[TuneClip], tracks: list[np.ndarray]) -> tuple[float, float]:
+    """(accel error, position error) of ``tracks`` vs the teachers, frame-weighted over clips."""
+    acc, pos, w = [], [], []
+    for c, t in zip(clips, tracks):
+        m = temporal_metrics(t, c.teacher, c.fps)
+        if np.isfinite(m.accel_error) and np.isfinite(m.position_error):
+            acc.append(m.accel_error)
+            pos.append(m.position_error)
+            w.append(len(t))
+    return float(np.average(acc, weights=w)), float(np.average(pos, weights=w))
+
+
+def search(clips: list[TuneClip], grid: dict, margin: float = POSITION_MARGIN_PX):
+    """Returns (best config, raw (acc, pos), table of (min_cutoff, beta, d_cutoff, acc, pos))."""
+    raw = pooled(clips, [c.edge for c in clips])
     table = []
-    for mc, beta in itertools.product(MIN_CUTOFFS, BETAS):
-        cfg = OneEuroConfig(min_cutoff=mc, beta=beta)
-        obj = np.mean([objective(one_euro_track(e, fps, cfg), t, s, accel_weight)
-                       for e, t, fps, s in segs])
-        table.append((obj, mc, beta))
-    raw = np.mean([objective(e, t, s, accel_weight) for e, t, _, s in segs])
-    table.sort()
-    log.info("raw objective %.4f; best %s", raw, table[:5])
-    _, mc, beta = table[0]
-    return OneEuroConfig(min_cutoff=mc, beta=beta), table
+    for mc, beta, dc in itertools.product(grid["min_cutoff"], grid["beta"], grid["d_cutoff"]):
+        cfg = OneEuroConfig(min_cutoff=mc, beta=beta, d_cutoff=dc)
+        acc, pos = pooled(clips, [one_euro_track(c.edge, c.fps, cfg, c.scales) for c in clips])
+        table.append((mc, beta, dc, acc, pos))
+    ok = [r for r in table if r[4] <= raw[1] + margin]
+    mc, beta, dc, acc, pos = min(ok, key=lambda r: r[3])
+    log.info("raw acc %.3f pos %.3f; best under pos <= %.3f: %g Hz beta %g d %g -> acc %.3f pos %.3f",
+             raw[0], raw[1], raw[1] + margin, mc, beta, dc, acc, pos)
+    return OneEuroConfig(min_cutoff=mc, beta=beta, d_cutoff=dc), raw, table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache-dir", default="runs/temporal_tracks")
+    p.add_argument("--assets", default=None)
+    p.add_argument("--json", default=None, help="write both searches' tables here")
+    p.add_argument("--with-vtest", action="store_true", help="add vtest 0-599 (see EXTRA_TRAIN_VIDEOS)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    videos = TRAIN_VIDEOS + (EXTRA_TRAIN_VIDEOS if a.with_vtest else ())
+    clips = load_clips(a.cache_dir, assets=a.assets, videos=videos)
+    report = {"clips": [c.name for c in clips], "margin_px": POSITION_MARGIN_PX}
+    sdk = cur = None
+    for name, grid in (("coarse", COARSE_GRID), ("fine", FINE_GRID)):
+        cfg, raw, table = search(clips, grid)
+        report[name] = {"best": cfg.__dict__, "raw": {"accel_error": raw[0], "position_error": raw[1]},
+                        "table": [dict(zip(("min_cutoff", "beta", "d_cutoff", "accel_error",
+                                            "position_error"), r)) for r in table]}
+        if name == "coarse":
+            sdk = cfg
+        else:
+            cur = cfg
+    for label, cfg in (("previous SDK default", OneEuroConfig(1.0, 20.0)),
+                       ("previous 'tuned' baseline", OneEuroConfig(1.5, 0.0))):
+        acc, pos = pooled(clips, [one_euro_track(c.edge, c.fps, cfg, c.scales) for c in clips])
+        report[label] = {"config": cfg.__dict__, "accel_error": acc, "position_error": pos}
+        log.info("%s %s: acc %.3f pos %.3f", label, cfg, acc, pos)
+    log.info("SDK defaults (coarse grid): %s; constrained best (fine grid): %s", sdk, cur)
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import sys
-
-    w = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
-    cfg, _ = tune(collect_pairs(), w)
-    log.info("tuned One Euro: %s", cfg)
+    raise SystemExit(main())

@@ -264,6 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=TrainConfig.batch, help="sequences per step")
     p.add_argument("--accel-weight", type=float, default=TrainConfig.accel_weight)
     p.add_argument("--emit-frames", type=int, default=TrainConfig.emit_frames)
+    p.add_argument("--zero-lag-prob", type=float, default=TrainConfig.zero_lag_prob,
+                   help="smoother: share of batches trained at zero delay")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--save-torch", default=None, help="also save the torch state_dict here")
     p.add_argument("--cache-dir", default="runs/temporal_tracks")
     p.add_argument("--threads", type=int, default=2)
@@ -271,7 +274,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
     cfg = TrainConfig(kind=a.kind, steps=a.steps, accel_weight=a.accel_weight, batch=a.batch,
-                      emit_frames=a.emit_frames,
+                      emit_frames=a.emit_frames, zero_lag_prob=a.zero_lag_prob, seed=a.seed,
                       net=TemporalNetConfig(window=a.window, hidden=a.hidden, blocks=a.blocks))
     model, stats = train(cfg, cache_dir=a.cache_dir)
     info = {"train": {k: v for k, v in asdict(cfg).items() if k != "net"}, **stats}

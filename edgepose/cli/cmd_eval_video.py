@@ -1,11 +1,13 @@
-"""``edgepose eval-video``: agreement of a tracked run with a reference track (px error, PCK)."""
+"""``edgepose eval-video``: agreement of a tracked run with a reference track (px error, PCK) and
+its temporal quality (acceleration error, high-frequency energy; :mod:`edgepose.eval.jitter`)."""
 
 from __future__ import annotations
 
 import json
 
 NAME = "eval-video"
-HELP = "compare a tracked run on a video with a reference track (mean px error, PCK@0.2 torso)"
+HELP = ("compare a tracked run on a video with a reference track (mean px error, PCK@0.2 torso, "
+        "acceleration error, high-frequency energy)")
 
 
 def add_arguments(p):
@@ -25,12 +27,15 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from edgepose.eval.video import compare_tracks, load_reference, run_tracked
+    from edgepose.eval.video import compare_tracks, load_reference, run_tracked, temporal_comparison
     from edgepose.models import load_model
+    from edgepose.video.sources import VideoFileSource
 
     ref = load_reference(args.reference)  # fail on a bad reference before loading the model
     if args.max_frames is not None:
         ref.keypoints = ref.keypoints[:args.max_frames]
+    with VideoFileSource(args.video, max_frames=1) as src:
+        fps = src.fps
     with load_model(args.model, card=args.card, num_threads=args.threads,
                     model_dir=args.model_dir) as model:
         pred = run_tracked(model, args.video, smoothing=not args.no_smoothing,
@@ -39,14 +44,36 @@ def run(args) -> int:
         name = model.name
     result = {"model": name, "video": args.video, "reference": args.reference,
               "smoothing": not args.no_smoothing,
-              **compare_tracks(pred, ref)}
-    pck = "-" if result["pck_torso"] is None else f"{result['pck_torso']:.1f} %"
-    err = "-" if result["mean_px_error"] is None else f"{result['mean_px_error']:.2f} px"
-    print(f"model: {name}\nframes compared: {result['frames']} (missed {result['missed_frames']})\n"
-          f"mean error: {err} (median {result['median_px_error']}, p90 {result['p90_px_error']})\n"
-          f"PCK@0.2 x torso: {pck}")
+              **compare_tracks(pred, ref), **temporal_comparison(pred, ref, fps)}
+    print(format_result(result))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _fmt(v, spec: str, unit: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def format_result(r: dict) -> str:
+    """The printed summary: agreement (all 17 joints) then temporal metrics (13 shared joints)."""
+    lines = [
+        f"model: {r['model']}",
+        f"frames compared: {r['frames']} (missed {r['missed_frames']})",
+        f"mean error: {_fmt(r['mean_px_error'], '.2f', ' px')} (median {r['median_px_error']}, "
+        f"p90 {r['p90_px_error']})",
+        f"PCK@0.2 x torso: {_fmt(r['pck_torso'], '.1f', ' %')}",
+        "",
+        f"temporal metrics (13 shared joints, {_fmt(r.get('fps'), 'g')} fps):",
+        "| metric | value |",
+        "|---|---|",
+        f"| accel err (px/frame^2) | {_fmt(r.get('accel_error'), '.3f')} |",
+        f"| pos err (px) | {_fmt(r.get('position_error'), '.3f')} |",
+        f"| HF energy > {_fmt(r.get('cutoff_hz'), 'g')} Hz (px^2) | {_fmt(r.get('hf_energy'), '.3f')} |",
+        f"| HF energy of error (px^2) | {_fmt(r.get('hf_energy_error'), '.3f')} |",
+        f"| PCK@0.2 (%) | {_fmt(r.get('pck'), '.1f')} |",
+        f"| PCK@0.05 (%) | {_fmt(r.get('pck05'), '.1f')} |",
+    ]
+    return "\n".join(lines)

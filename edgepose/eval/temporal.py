@@ -120,11 +120,17 @@ def run_model_track(model, video: str | os.PathLike, *, start: int = 0, stop: in
 
 
 def cached_model_track(cache_dir: str | os.PathLike, model, video: str | os.PathLike, **kwargs) -> Track:
-    """:func:`run_model_track`, cached as .npz in ``cache_dir`` (keyed by model, video, range, k)."""
+    """:func:`run_model_track`, cached as .npz in ``cache_dir`` (keyed by model, video, range, k
+    and, when smoothing, the default One Euro parameters)."""
     name = model if isinstance(model, str) else getattr(model, "name", "model")
+    smooth = ""
+    if kwargs.get("smoothing"):  # the estimator's default One Euro filter, keyed by its parameters
+        from edgepose.video.one_euro import OneEuroConfig
+
+        c = OneEuroConfig()
+        smooth = f"__oneeuro2-{c.min_cutoff:g}-{c.beta:g}-{c.d_cutoff:g}"
     key = "{}__{}__{}-{}__k{}{}".format(name, Path(video).stem, kwargs.get("start", 0),
-                                        kwargs.get("stop"), kwargs.get("keyframe_interval", 1),
-                                        "__oneeuro" if kwargs.get("smoothing") else "")
+                                        kwargs.get("stop"), kwargs.get("keyframe_interval", 1), smooth)
     path = Path(cache_dir) / f"{key}.npz"
     if path.is_file():
         return Track.load(path)

@@ -5,9 +5,14 @@ video mode; its track is then post-processed by each method and scored against t
 reference with :func:`edgepose.eval.jitter.temporal_metrics`:
 
 * ``raw``: every-frame edge model, no smoothing.
-* ``one-euro sdk``: the estimator's One Euro filter as shipped (its default video pipeline).
-* ``one-euro tuned``: One Euro with parameters tuned on the training tracks, constant scale.
+* ``one-euro default``: the estimator's One Euro filter with its default parameters (the SDK's
+  default video pipeline, run end to end; the defaults were tuned on training clips).
+* ``one-euro constrained``: One Euro with :data:`CONSTRAINED_ONE_EURO`, the accel-optimal
+  setting of a finer grid among those adding <= 0.5 px of position error, chosen on the training
+  clips (never these) and applied here with the estimator's scale (the ROI side of each frame).
+  Both One Euro rows have zero delay, like ``learned d=0``.
 * ``learned d=N``: the learned smoother online with a delay of N frames; ``learned offline``.
+  ``learned[LABEL] d=N``: another smoother model (``TemporalEvalOptions.extra_smoothers``).
 * ``keyframes k=K linear`` / ``recovery``: the model run on every K-th frame only (its ROI
   tracked from keyframe to keyframe, as deployed), the rest interpolated or recovered.
 
@@ -32,27 +37,60 @@ from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
 log = logging.getLogger(__name__)
 
 
-#: One Euro tuned on the learned smoother's training tracks (same data, same loss:
-#: ``python -m edgepose.compression.temporal.baselines``): a plain 1.5 Hz low-pass won.
-TUNED_ONE_EURO = OneEuroConfig(min_cutoff=1.5, beta=0.0)
+#: The accel-optimal One Euro among settings whose mean position error is at most the raw
+#: track's + 0.5 px, chosen on the training clips only (teacher tracks as reference, the
+#: estimator's ROI side as scale; grid ``baselines.FINE_GRID``):
+#: ``python -m edgepose.compression.temporal.baselines``.
+#: Pooled over those clips: acceleration error 16.3 -> 6.5 px/frame^2, position 10.7 -> 11.1 px.
+CONSTRAINED_ONE_EURO = OneEuroConfig(min_cutoff=0.5, beta=5.0, d_cutoff=2.0)
 
 
-def one_euro_track(kps: np.ndarray, fps: float, cfg: OneEuroConfig) -> np.ndarray:
+def video_size(video) -> tuple[int, int]:
+    """(width, height) of the frames :class:`~edgepose.video.sources.VideoFileSource` yields."""
+    from edgepose.video.sources import VideoFileSource
+
+    with VideoFileSource(video, max_frames=1) as src:
+        for fr in src:
+            return fr.image.shape[1], fr.image.shape[0]
+    raise ValueError(f"no frame in {video}")
+
+
+def roi_sides(kps: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(T,) the side of the crop the estimator ran on in each frame of a video-mode track: the
+    crop from the previous frame's pose (:func:`~edgepose.video.tracker.roi_from_keypoints`),
+    the full frame where there was none. Smoothing does not change the crops, so the estimator's
+    One Euro output is ``one_euro_track(kps, fps, cfg, roi_sides(...))``."""
+    from edgepose.video.tracker import roi_from_keypoints
+
+    w, h = image_size
+    out = np.full(len(kps), float(max(w, h)))
+    for t in range(1, len(kps)):
+        if np.isfinite(kps[t - 1]).all():
+            roi = roi_from_keypoints(kps[t - 1], scores[t - 1], image_size)
+            if roi is not None:
+                out[t] = max(roi.width, roi.height)
+    return out
+
+
+def one_euro_track(kps: np.ndarray, fps: float, cfg: OneEuroConfig,
+                   scales: np.ndarray | None = None) -> np.ndarray:
     """One Euro over a (N, 17, 2) track (nan rows = no pose: the filter restarts after them).
 
-    The speed scale is the person's size in the first frame of each run, held constant (the
-    filter keeps its state in scaled units, so a scale that changes every frame adds jitter).
+    Args:
+        kps: (N, 17, 2) px.
+        fps: frame rate (timestamps are ``i * 1000 / fps`` ms).
+        cfg: the filter's parameters.
+        scales: (N,) the person size passed to the filter each frame (the estimator passes the
+            ROI side: :func:`roi_sides`); None: the pose's bounding-box side in that frame.
     """
     out = np.full(kps.shape, np.nan)
     f = OneEuroFilter(cfg)
-    scale = None
     for i, k in enumerate(kps):
         if not np.isfinite(k).all():
             f.reset()
-            scale = None
             continue
-        scale = scale or person_scale(k[None])
-        out[i] = f(k, i * 1000.0 / fps, scale=scale)
+        s = float(scales[i]) if scales is not None else person_scale(k[None])
+        out[i] = f(k, i * 1000.0 / fps, scale=s)
     return out
 
 
@@ -70,7 +108,9 @@ class TemporalEvalOptions:
         smoother_path / recovery_path: exported models (None: the shipped ones).
         cache_dir: where per-frame model tracks are cached (.npz); None recomputes.
         assets: the shared assets folder (None: $EDGEPOSE_ASSETS or ../shared/assets).
-        one_euro: the ``one-euro tuned`` baseline's parameters.
+        one_euro: the ``one-euro constrained`` baseline's parameters.
+        extra_smoothers: ``{label: model path}``: more smoother models reported beside the
+            shipped one (rows ``learned[label] d=N`` for the same delays).
     """
 
     clips: tuple[str, ...] = tuple(EVAL_CLIPS)
@@ -83,7 +123,8 @@ class TemporalEvalOptions:
     recovery_path: str | None = None
     cache_dir: str | None = "runs/temporal_tracks"
     assets: str | None = None
-    one_euro: OneEuroConfig = field(default_factory=lambda: TUNED_ONE_EURO)
+    one_euro: OneEuroConfig = field(default_factory=lambda: CONSTRAINED_ONE_EURO)
+    extra_smoothers: dict[str, str] = field(default_factory=dict)
 
 
 def _row(clip, method, delay, fps, pred, ref, ms) -> dict:
@@ -118,18 +159,24 @@ def evaluate_clip(name: str, opts: TemporalEvalOptions) -> list[dict]:
     model_ms = float(np.nanmean(raw.infer_ms))
     rows = [_row(name, "raw", 0, fps, raw.keypoints, ref, model_ms)]
     oe = _track(opts, opts.model, video, smoothing=True, **kw)
-    rows.append(_row(name, "one-euro sdk", 0, fps, oe.keypoints, ref, float(np.nanmean(oe.infer_ms))))
+    rows.append(_row(name, "one-euro default", 0, fps, oe.keypoints, ref, float(np.nanmean(oe.infer_ms))))
+    scales = roi_sides(raw.keypoints, raw.scores, video_size(video))
     t0 = time.perf_counter()
-    out = one_euro_track(raw.keypoints, fps, opts.one_euro)
+    out = one_euro_track(raw.keypoints, fps, opts.one_euro, scales)
     ms = (time.perf_counter() - t0) * 1e3 / len(raw)
-    rows.append(_row(name, "one-euro tuned", 0, fps, out, ref, model_ms + ms))
-    for d in opts.delays:
-        with LearnedSmoother(SmootherOptions(model_path=opts.smoother_path, delay=d,
-                                             min_score=opts.min_score)) as sm:
-            t0 = time.perf_counter()
-            out = sm.smooth_track(raw.keypoints, raw.scores)
-            ms = (time.perf_counter() - t0) * 1e3 / len(raw)
-        rows.append(_row(name, f"learned d={d}", d, fps, out, ref, model_ms + ms))
+    rows.append(_row(name, "one-euro constrained", 0, fps, out, ref, model_ms + ms))
+    rows[-1]["params"] = {"min_cutoff": opts.one_euro.min_cutoff, "beta": opts.one_euro.beta,
+                          "d_cutoff": opts.one_euro.d_cutoff}
+    models = [("learned", opts.smoother_path)] + [(f"learned[{k}]", v)
+                                                  for k, v in opts.extra_smoothers.items()]
+    for label, path in models:
+        for d in opts.delays:
+            with LearnedSmoother(SmootherOptions(model_path=path, delay=d,
+                                                 min_score=opts.min_score)) as sm:
+                t0 = time.perf_counter()
+                out = sm.smooth_track(raw.keypoints, raw.scores)
+                ms = (time.perf_counter() - t0) * 1e3 / len(raw)
+            rows.append(_row(name, f"{label} d={d}", d, fps, out, ref, model_ms + ms))
     if opts.offline:
         with LearnedSmoother(SmootherOptions(model_path=opts.smoother_path,
                                              min_score=opts.min_score)) as sm:

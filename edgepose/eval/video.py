@@ -1,4 +1,5 @@
-"""Video agreement: compare a tracked run with a reference track (mean px error, PCK@0.2 torso).
+"""Video agreement: compare a tracked run with a reference track (mean px error, PCK@0.2 torso)
+and its temporal quality (acceleration error, high-frequency energy: :func:`temporal_comparison`).
 
 The reference tracks shipped with the tfjs test clips are model outputs, not human labels:
 ``pose_1.json`` (tfjs MoveNet, per frame a dict ``{name: {"x", "y"}}`` of the 17 COCO keypoints)
@@ -158,6 +159,36 @@ def compare_tracks(pred: Sequence[np.ndarray | None], ref: ReferenceTrack | Sequ
     }
 
 
+def track_array(frames: Sequence[np.ndarray | None], n: int | None = None) -> np.ndarray:
+    """Per-frame poses (None where missing) -> a (n, 17, 2) float64 track, nan where missing."""
+    n = len(frames) if n is None else n
+    out = np.full((n, NUM_KEYPOINTS, 2), np.nan)
+    for t, k in enumerate(frames[:n]):
+        if k is not None:
+            out[t] = np.asarray(k, dtype=np.float64).reshape(NUM_KEYPOINTS, 2)
+    return out
+
+
+def temporal_comparison(pred: Sequence[np.ndarray | None],
+                        ref: ReferenceTrack | Sequence[np.ndarray | None], fps: float) -> dict:
+    """The temporal metrics of issue 7 (:func:`edgepose.eval.jitter.temporal_metrics`) of a
+    predicted track against a reference, frames matched by index over the shorter track.
+
+    Scored on the 13 joints every format shares (eyes and ears left out), as
+    ``edgepose eval-temporal`` does; frames missing in either track are skipped.
+
+    Returns:
+        ``{"accel_error" (px/frame^2), "position_error" (px), "hf_energy", "hf_energy_error"
+        (px^2 above ``cutoff_hz``), "pck", "pck05" (%), "cutoff_hz", "fps"}``.
+    """
+    from edgepose.eval.jitter import temporal_metrics
+
+    ref_kps = ref.keypoints if isinstance(ref, ReferenceTrack) else list(ref)
+    n = min(len(pred), len(ref_kps))
+    out = temporal_metrics(track_array(pred, n), track_array(ref_kps, n), fps).to_dict()
+    return {**out, "fps": round(float(fps), 3)}
+
+
 def run_tracked(model: PoseModel, video_path: str | os.PathLike, *, smoothing: bool = True,
                 max_frames: int | None = None, progress: bool = True) -> list[np.ndarray | None]:
     """Run ``model`` over a video with :class:`~edgepose.estimator.PoseEstimator` in video mode.
@@ -195,4 +226,5 @@ def run_tracked(model: PoseModel, video_path: str | os.PathLike, *, smoothing: b
     return out
 
 
-__all__ = ["ReferenceTrack", "load_reference", "compare_tracks", "run_tracked", "ALL_JOINTS"]
+__all__ = ["ReferenceTrack", "load_reference", "compare_tracks", "temporal_comparison", "track_array",
+           "run_tracked", "ALL_JOINTS"]
