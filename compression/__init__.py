@@ -11,6 +11,12 @@ One verb per technique, one typed, serialisable config each:
 * :func:`~edgepose.compression.export.export_onnx` (:class:`ExportConfig`) - self-checking export
   with ``edgepose.*`` metadata.
 * :func:`~edgepose.compression.quantize.quantize` (:class:`QuantizeConfig`) - ORT static QDQ int8.
+* :func:`~edgepose.compression.export.export_tflite` - fp32 / PT2E int8 TFLite through litert-torch.
+* :func:`~edgepose.compression.quantize.layer_sensitivity` - per-layer int8 sensitivity and the
+  float fallback layers (``QuantizeConfig.exclude_nodes``).
+* :func:`~edgepose.compression.budget.search_budget` (:class:`BudgetConfig`) - the least pruning
+  whose measured / emulated latency fits a device profile's frame budget.
+* :mod:`~edgepose.compression.distill.long_kd` - time-budgeted head + feature KD with checkpoints.
 * :func:`~edgepose.compression.pipeline.compress` - the whole chain (``edgepose compress``).
 
 Submodules import torch; this package module itself imports nothing heavy, names resolve lazily.
@@ -27,8 +33,9 @@ _EXPORTS = {
     "LabelConfig": "data", "label_media": "data", "scan_media": "data", "training_sources": "data",
     "PruneConfig": "prune", "apply_plan": "prune",
     "DistillConfig": "distill",
-    "ExportConfig": "export", "export_onnx": "export",
-    "QuantizeConfig": "quantize",
+    "ExportConfig": "export", "export_onnx": "export", "export_tflite": "export",
+    "QuantizeConfig": "quantize", "layer_sensitivity": "quantize",
+    "BudgetConfig": "budget", "BudgetError": "budget", "search_budget": "budget",
     "CompressConfig": "pipeline", "compress": "pipeline",
 }
 

@@ -32,6 +32,18 @@ class CompressConfig:
         evaluate: run the evaluation set (161 people) on original and compressed models.
         baseline: an extra file timed and evaluated beside them (the official int8 TFLite).
         threads: runtime / torch threads.
+        device: device profile (name or YAML path) whose frame budget the pruning ratio must meet
+            (budget search, :mod:`edgepose.compression.budget`); None = use ``prune`` as given.
+        budget: :class:`~edgepose.compression.budget.BudgetConfig` options (e.g. ``budget_ms``,
+            ``budget_fraction``, ``ratios``); a non-empty dict also turns the search on.
+        sensitivity_gate: run the per-layer int8 sensitivity pass on held-out training crops and
+            keep the most sensitive convolutions float until the proxy PCK drop is within this many
+            points (None = off; :func:`~edgepose.compression.quantize.layer_sensitivity`).
+        tflite: also export TFLite fp32 + int8 (litert-torch; skipped with a warning when it is
+            not installed): on XNNPACK CPUs int8 TFLite is the fast path.
+        shippable_only: with no ``data``, train only on the licence allow-list
+            (:func:`~edgepose.compression.data.shippable.shippable_sources`), as a model that is
+            shipped must be; False = every training file of the pool (research use).
     """
 
     teacher: str
@@ -48,6 +60,11 @@ class CompressConfig:
     evaluate: bool = True
     baseline: str | None = None
     threads: int = 2
+    device: str | None = None
+    budget: dict = field(default_factory=dict)
+    shippable_only: bool = True
+    sensitivity_gate: float | None = None
+    tflite: bool = True
     version: int = 1
 
     def to_dict(self) -> dict:
@@ -69,6 +86,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     import torch
 
     from .data import LabelConfig, label_media, scan_media, training_sources
+    from .data.shippable import shippable_sources
     from .data.augment import AugmentConfig
     from .data.dataset import PseudoLabelDataset, calibration_crops
     from .distill import DistillConfig, distill
@@ -85,12 +103,27 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     if not os.path.isfile(cfg.teacher):
         raise FileNotFoundError(f"teacher model not found: {cfg.teacher!r}; pass --teacher with the "
                                 "MoveNet Thunder ONNX (../shared/assets/models/movenet/movenet_thunder_fp32.onnx)")
-    items = scan_media(list(cfg.data)) if cfg.data else training_sources(cfg.data_root)
-    labels = label_media(items, LabelConfig(teacher=cfg.teacher, detector=cfg.detector, **cfg.label),
-                         cfg.cache_dir, progress=progress, num_threads=cfg.threads)
     net = import_movenet(cfg.model).to(memory_format=torch.channels_last)
     size = net.input_size[0]
     pcfg = PruneConfig(**cfg.prune)
+    budget = None
+    if cfg.device is not None or cfg.budget:
+        from dataclasses import replace
+
+        from .budget import BudgetConfig, search_budget
+
+        bopts = dict(cfg.budget)
+        host = bopts.pop("host", None)  # a measured host profile for the emulator (None: probe)
+        budget = search_budget(net, profile=cfg.device, cfg=BudgetConfig(**bopts), workdir=out / "budget", host=host)
+        # the candidates were timed with the same ratio in every group: prune that way
+        pcfg = replace(pcfg, ratio=budget.chosen.ratio, target_macs=None, global_pruning=False)
+    # labelling after the budget search: an impossible budget fails before the expensive part
+    if cfg.data:
+        items = scan_media(list(cfg.data))
+    else:
+        items = shippable_sources(cfg.data_root) if cfg.shippable_only else training_sources(cfg.data_root)
+    labels = label_media(items, LabelConfig(teacher=cfg.teacher, detector=cfg.detector, **cfg.label),
+                         cfg.cache_dir, progress=progress, num_threads=cfg.threads)
     batches = None
     if pcfg.importance != "magnitude":
         ds = PseudoLabelDataset(labels, np.arange(0, len(labels), max(1, len(labels) // 64)), out_size=size,
@@ -109,9 +142,32 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
             "labels_cache": os.path.basename(labels.path)}
     fp32 = export_onnx(student, out / "student_fp32.onnx", ExportConfig(), compression=comp, check_crops=crops[:4])
     qcfg = QuantizeConfig(**cfg.quantize)
+    sens = None
+    if cfg.sensitivity_gate is not None:
+        from dataclasses import replace
+
+        from .quantize import layer_sensitivity
+
+        val_crops, val_kps = _heldout(labels, size)
+        sens = layer_sensitivity(fp32.path, crops, val_crops, val_kps, qcfg, gate=cfg.sensitivity_gate,
+                                 threads=cfg.threads, progress=progress)
+        (out / "int8_sensitivity.md").write_text(sens.to_markdown())
+        qcfg = replace(qcfg, exclude_nodes=tuple(qcfg.exclude_nodes) + tuple(sens.exclude_nodes))
     int8_path = out / "student_int8.onnx"
     quantize(fp32.path, int8_path, qcfg, calibration=crops)
     models = {"original": cfg.model, "student_fp32": fp32.path, "student_int8": os.fspath(int8_path)}
+    artifacts = [fp32.path, int8_path]
+    if cfg.tflite:
+        try:
+            from .export import export_tflite
+
+            t32 = export_tflite(student, out / "student_fp32.tflite", compression=comp, check_crops=crops[:4])
+            t8 = export_tflite(student, out / "student_int8.tflite", int8=True, calibration=crops,
+                               compression=comp, check_crops=crops[:4])
+            models.update(student_fp32_tflite=t32.path, student_int8_tflite=t8.path)
+            artifacts += [t32.path, t8.path]
+        except ImportError as exc:  # litert-torch is not in the dev extras
+            log.warning("no TFLite export: %s", exc)
     if cfg.baseline:
         models["baseline"] = cfg.baseline
     lat = interleaved_latency(models, threads=cfg.threads)
@@ -123,13 +179,36 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
               "speedup_vs_original": {k: lat["original"].p50 / v.p50 for k, v in lat.items()},
               "size_bytes": {k: os.path.getsize(p) for k, p in models.items()},
               "macs": {"original": pres.macs[0], "student": pres.macs[1]}}
+    # DESIGN.md: int8 is kept for a runtime only where it is measured faster than fp32 there
+    rec = {"onnxruntime": "student_int8" if lat["student_int8"].p50 < lat["student_fp32"].p50 else "student_fp32"}
+    if "student_int8_tflite" in lat:
+        rec["litert"] = ("student_int8_tflite" if lat["student_int8_tflite"].p50 < lat["student_fp32_tflite"].p50
+                         else "student_fp32_tflite")
+    report["recommended"] = rec
+    if budget is not None:
+        report["budget"] = budget.to_dict()
+    if sens is not None:
+        report["int8_sensitivity"] = sens.to_dict()
     if cfg.evaluate:
         report["accuracy"] = {k: _evaluate(p, cfg.data_root, cfg.threads) for k, p in models.items()}
     report["seconds"] = time.perf_counter() - t0
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "report.md").write_text(_markdown(report))
-    write_manifest(out, [fp32.path, int8_path, out / "prune_plan.json"])
+    write_manifest(out, [*artifacts, out / "prune_plan.json"])
     return report
+
+
+def _heldout(labels, size: int, n: int = 96):
+    """Un-augmented held-out *training* crops and the teacher keypoints normalised to them."""
+    from .data.augment import AugmentConfig
+    from .data.dataset import PseudoLabelDataset
+
+    _, va = labels.split(0.1, 0)
+    ds = PseudoLabelDataset(labels, va, out_size=size, scale=np.ones(3), shift=np.zeros(3),
+                            augment_cfg=AugmentConfig.none())
+    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+    raws = [ds.raw(int(i)) for i in idx]
+    return [r[0] for r in raws], np.stack([r[1] for r in raws])
 
 
 def _markdown(r: dict) -> str:
@@ -149,6 +228,14 @@ def _markdown(r: dict) -> str:
         hard = f"{acc['hard_pck_torso']:.1f}" if acc else "-"
         lines.append(f"| {k} | {lat['p50']:.2f} | {lat['p90']:.2f} | {r['speedup_vs_original'][k]:.2f}x | "
                      f"{r['size_bytes'][k] / 1024:.0f} | {pck} | {hard} |")
+    if r.get("budget"):
+        b = r["budget"]
+        ch = b["chosen"]
+        lines += ["", f"Budget search ({b['device']}, {b['kind']}): budget {b['budget_ms']:.1f} ms -> channel ratio "
+                  f"{ch['ratio']:.2f} ({ch['latency_ms']:.1f} ms, {100 * ch['macs_fraction']:.0f} % MACs) before distillation."]
+    if r.get("recommended"):
+        lines += ["", "Recommended per runtime (int8 only where measured faster than fp32 here): "
+                  + ", ".join(f"{k}: `{v}`" for k, v in r["recommended"].items()) + "."]
     lines += ["", "Latency: ONNX Runtime CPU (LiteRT for .tflite), interleaved rounds, medians; "
               "accuracy: the 161-person evaluation set (ASSETS.md protocol)."]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,11 @@ per second (fps, p95 latency, budget misses, offload share, dropped frames).
     python examples/raspberry_pi.py --offload-url http://192.168.1.20:8000 --offload-token "$TOKEN"
     python examples/raspberry_pi.py --multi topdown-mp-lightning      # several people, tracked ids
 
+The frame loop never waits on the network: each frame goes in with ``CloudEdgeRuntime.push``
+(the edge model runs at once; an offloaded frame's result is held at most until its budget runs
+out, for the server's answer) and the results come out of ``push`` / ``poll`` in input order,
+one per frame; the loop waits for a held result only until the next frame is expected.
+
 ``--input FILE --headless`` stands in for the camera on a desktop (add ``--realtime`` to pace
 the file at its frame rate and drop frames like a camera would). See docs/install.md.
 """
@@ -19,6 +24,7 @@ the file at its frame rate and drop frames like a camera would). See docs/instal
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import signal
@@ -76,7 +82,13 @@ def open_input(args):
 
 
 def build_pipeline(args, budget_ms: float, threads: int):
-    """(process(image, ts, arrival_s) -> PoseResult, offload counter, closer)."""
+    """(pipeline with push / poll / flush / next_due, offload counter, closer).
+
+    Single-person: a :class:`CloudEdgeRuntime` driven without blocking: ``push`` runs the edge
+    model on the frame at once and returns the results released so far (an offloaded frame's
+    result is held at most its hold, within the budget, for the server's answer), in order, one
+    per frame. Multi-person: the estimator's result comes out of ``push`` at once.
+    """
     if args.multi:
         if args.offload_url:
             raise SystemExit("--offload-url works with single-person models only; drop --multi or --offload-url")
@@ -86,7 +98,7 @@ def build_pipeline(args, budget_ms: float, threads: int):
         est = MultiPoseEstimator(args.multi, options=opts, num_threads=threads)
         log.info("multi-person card %s (backends: %s)", args.multi,
                  ", ".join(type(b).__name__ for b in est.model.backends()))
-        return (lambda img, ts, arrival: est.detect_for_video(img, ts)), (lambda: 0), est.close
+        return _Immediate(est.detect_for_video), (lambda: 0), est.close
     from edgepose.estimator import EstimatorOptions, PoseEstimator
     from edgepose.models import load_model
     from edgepose.offload import ClientOptions, OffloadClient
@@ -107,7 +119,26 @@ def build_pipeline(args, budget_ms: float, threads: int):
         model.close()
 
     submitted = (lambda: client.stats["submitted"]) if client is not None else (lambda: 0)
-    return (lambda img, ts, arrival: rt.process(img, ts, arrival_s=arrival)), submitted, closer
+    return rt, submitted, closer
+
+
+class _Immediate:
+    """The push / poll / flush face of an estimator whose result is ready at once."""
+
+    def __init__(self, detect):
+        self.detect = detect
+
+    def push(self, image, timestamp_ms, *, arrival_s=None):
+        return [self.detect(image, timestamp_ms)]
+
+    def poll(self, timeout_s=0.0):
+        return []
+
+    def flush(self):
+        return []
+
+    def next_due(self):
+        return None
 
 
 class Display:
@@ -167,7 +198,7 @@ def main(argv=None) -> int:
         threads = args.threads or profile.cpu.cores
         log.info("device profile %s: budget %.1f ms/frame (%.0f fps), %d threads",
                  profile.name, budget_ms, 1000.0 / budget_ms, threads)
-        process, submitted, close_pipeline = build_pipeline(args, budget_ms, threads)
+        pipeline, submitted, close_pipeline = build_pipeline(args, budget_ms, threads)
     except EdgePoseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -176,19 +207,43 @@ def main(argv=None) -> int:
     try:
         src = open_input(args)
         display = Display(args, src.fps)
-        sent = 0
+        sent, shown = 0, collections.deque()  # (image, arrival, offloaded) of frames not yet shown
+        gap = None  # smoothed time between frames (s): how long the loop may wait for a held result
+
+        def deliver(results) -> bool:
+            """Show released results (input order, one per pushed frame); False when the window closed."""
+            for result in results:
+                image, t_arr, offloaded = shown.popleft()
+                latency = (time.perf_counter() - t_arr) * 1e3
+                stats.add(latency, deadline_met=result.deadline_met, offloaded=offloaded,
+                          cloud=result.source == Source.CLOUD, people=len(result.poses))
+                if not display.show(image, result, f"{latency:.0f} ms {result.source.value}"):
+                    return False
+            return True
+
+        last, open_ = None, True
         for frame in src:
             arrival = time.perf_counter() - (time.monotonic() - frame.captured_at if frame.captured_at else 0.0)
-            result = process(frame.image, frame.timestamp_ms, arrival)
-            latency = (time.perf_counter() - arrival) * 1e3
+            if last is not None:
+                gap = arrival - last if gap is None else gap + 0.2 * (arrival - last - gap)
+            last = arrival
+            out = pipeline.push(frame.image, frame.timestamp_ms, arrival_s=arrival)  # never waits on the network
             now_sent = submitted()
-            stats.add(latency, deadline_met=result.deadline_met, offloaded=now_sent > sent,
-                      cloud=result.source == Source.CLOUD, people=len(result.poses))
+            shown.append((frame.image, arrival, now_sent > sent))
             sent = now_sent
-            if not display.show(frame.image, result, f"{latency:.0f} ms {result.source.value}"):
+            # a held frame due before the next frame is expected: wait for it, never past that point
+            due = pipeline.next_due()
+            if due is not None and gap is not None:
+                out += pipeline.poll(max(0.0, min(due, arrival + gap) - time.perf_counter()))
+            else:
+                out += pipeline.poll(0.0)
+            if not deliver(out):
+                open_ = False
                 break
             if stats.due():
                 print(stats.line(dropped=src.dropped_frames), flush=True)
+        if open_:
+            deliver(pipeline.flush())
     except KeyboardInterrupt:
         log.info("interrupted; releasing the camera")
     except EdgePoseError as exc:

@@ -205,6 +205,20 @@ def test_the_share_cap_holds_when_every_frame_is_hard():
     assert p.skipped_cap > 0
 
 
+def test_the_share_cap_holds_on_a_short_clip_at_every_point_after_the_first_offload():
+    p = OffloadPolicy(PolicyConfig(mode="threshold", enter=0.01, leave=0.005, max_share=0.15, burst=3))
+    hard = []
+    for _ in range(65):  # pose_squats: 65 frames; decide, then tick, as CloudEdgeRuntime.push does
+        hard.append(p.update(np.zeros((17, 2)), np.full(17, 0.1), box_size=100) and p.allow())
+        p.tick()
+    hard = np.array(hard)
+    assert hard[0]  # the first frame may go (the acquisition)
+    sent = np.cumsum(hard)
+    n = np.arange(1, 66)
+    assert np.all((sent <= 0.15 * n + 1e-9) | (sent == 1))
+    assert sent[-1] == int(0.15 * 65)
+
+
 def test_uplink_is_re_estimated_from_requests_of_different_sizes():
     nominal = LinkSpec("t", uplink_mbps=20.0, downlink_mbps=100.0, rtt_ms=30.0)
     est = NetworkEstimate(nominal)

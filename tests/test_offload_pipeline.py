@@ -159,3 +159,91 @@ def test_answers_that_never_come_in_time_lower_the_offload_rate(frames):
     assert [r.frame_index for r in results] == list(range(len(frames)))
     assert rt.control.rate_scale == rt.policy.rate_scale == 0.25
     assert client.stats["submitted"] < 0.5 * len(frames)  # the cap alone would allow half the frames
+
+
+def test_hold_ends_before_a_later_frame_whose_edge_run_could_end_past_the_budget(frames):
+    """The hold runs to budget - margin unless a later frame's push would be running at that point."""
+    from edgepose.offload.runtime import CloudEdgeRuntime
+
+    rt = _runtime(None, budget_ms=66.7)
+    with rt:
+        def hold(period_ms, step_ms):
+            rt._period, rt._step = type(rt._step)(window=30), type(rt._step)(window=30)
+            for _ in range(5):
+                rt._period.add(period_ms)
+                rt._step.add(step_ms)
+            return CloudEdgeRuntime.hold_ms(rt)
+
+        end = 66.7 - rt.options.policy.margin_ms
+        assert hold(33.3, 8.0) == pytest.approx(end)  # 30 fps: the next push ends at 41 ms, well before
+        assert hold(100.0, 8.0) == pytest.approx(end)  # 10 fps: no later frame inside the budget
+        assert hold(60.0, 8.0) == pytest.approx(59.0)  # its push (60-68 ms) would end past the budget
+        assert hold(5.0, 8.0) == pytest.approx(end - 8.0)  # frames faster than a push: keep a push back
+
+
+@pytest.mark.parametrize("acquire", [False, True])
+def test_in_a_hard_stretch_the_crop_is_sent_before_the_edge_model_runs(frames, acquire):
+    import dataclasses
+
+    client = ScriptedClient()
+    rt = _runtime(client, budget_ms=1000.0, result_delay_ms=500.0,
+                  policy=dataclasses.replace(ALWAYS, acquire=acquire))
+    with rt:
+        edge_start = []
+        detect = rt.estimator.detect_for_video
+
+        def timed(image, ts):
+            edge_start.append(time.perf_counter())
+            return detect(image, ts)
+
+        rt.estimator.detect_for_video = timed
+        for f in frames[:4]:
+            rt.push(f.image, f.timestamp_ms)
+            for p in client.sent:
+                if not p.done():
+                    client.answer(p)
+        rt.flush()
+    assert len(client.sent) == 4
+    # the first frame starts the hard stretch: sent after its edge run (with PolicyConfig.acquire:
+    # before it, the whole frame: the server picks the person); the others before theirs
+    assert (client.sent[0].t_submit < edge_start[0]) == acquire
+    assert all(p.t_submit < t for p, t in zip(client.sent[1:], edge_start[1:]))
+    if acquire:  # the first crop is the whole (square-padded) frame: its transform maps 256 px to > 256 px
+        m = client.sent[0].tag[0]
+        assert abs(float(np.linalg.det(np.asarray(m)[:, :2]))) < 1.0
+
+
+def test_offload_trace_gives_each_offloaded_frame_its_timeline(frames):
+    client = ScriptedClient()
+    rt = _runtime(client, budget_ms=1000.0, result_delay_ms=500.0)
+    with rt:
+        for f in frames[:3]:
+            rt.push(f.image, f.timestamp_ms)
+            for p in client.sent:
+                if not p.done():
+                    client.answer(p)
+        rt.flush()
+        trace = rt.offload_trace()
+    assert [t["frame"] for t in trace] == [0, 1, 2]
+    for t in trace:
+        assert t["status"] == "ok" and t["used"]
+        assert 0 <= t["submit"] <= t["answer"] <= t["released"] <= t["due"] + 50
+        assert {"up_ms", "http_ms", "server_ms", "infer_ms", "down_ms", "queue_ms"} <= set(t)
+
+
+def test_a_probe_predicted_not_to_fit_is_sent_but_its_frame_is_not_held(frames):
+    from edgepose.offload import LinkSpec
+    from edgepose.offload.runtime import CloudEdgeRuntime, RuntimeOptions
+    from edgepose import EstimatorOptions, PoseEstimator
+
+    client = ScriptedClient()
+    est = PoseEstimator("movenet-lightning-int8", options=EstimatorOptions(running_mode="video"), num_threads=1)
+    slow = LinkSpec("slow", uplink_mbps=1.0, downlink_mbps=1.0, rtt_ms=500.0)  # nothing can fit 200 ms
+    rt = CloudEdgeRuntime(est, client=client, link=slow, options=RuntimeOptions(
+        budget_ms=250.0, result_delay_ms=200.0, policy=ALWAYS, keyframes=KeyframeConfig(k_max=1)))
+    with rt:
+        outs = [rt.push(f.image, f.timestamp_ms) for f in frames[:4]]
+        rt.flush()
+    assert client.sent, "unfit requests are still probed"
+    assert all(len(o) == 1 for o in outs)  # each frame came straight out of its own push
+    assert rt.control.counts["unfit"] >= 1

@@ -341,3 +341,21 @@ def test_triton_export_writes_a_repository_the_server_can_host(tmp_path, pose_jp
         s.stop()
         raw.close()
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-3)
+
+
+def test_a_model_file_is_served_under_the_name_given(tmp_path):
+    """``edgepose serve --model NAME=FILE`` (e.g. an int8 build of the teacher) and the embedded server."""
+    from edgepose.cli.cmd_serve import served_pose_model
+    from edgepose.models import find_file, get_card
+
+    path = find_file(get_card("movenet-lightning-int8").files[0])
+    m = served_pose_model(f"lightning-small={path}", 1)
+    try:
+        assert m.name == "lightning-small" and m.metadata()["name"] == "lightning-small"
+    finally:
+        m.close()
+    with PoseServer.embedded(str(path), num_threads=1, name="lightning-small") as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/v2/models/lightning-small/ready")
+        assert conn.getresponse().status == 200
+        conn.close()

@@ -2,6 +2,7 @@
 
 from .ort_static import (CALIBRATIONS, QuantizeConfig, QuantizeResult, calibration_ranges, decoder_nodes,
                          quantize)
+from .sensitivity import SensitivityReport, layer_sensitivity, proxy_pck
 
 __all__ = ["CALIBRATIONS", "QuantizeConfig", "QuantizeResult", "calibration_ranges", "decoder_nodes",
-           "quantize"]
+           "quantize", "SensitivityReport", "layer_sensitivity", "proxy_pck"]

@@ -49,6 +49,8 @@ class QuantizeConfig:
         op_types: ONNX op types to quantise.
         exclude_decoder: keep the nodes after the head outputs in float.
         num_calibration: calibration crops used.
+        exclude_nodes: ONNX node names kept in float besides the decoder (e.g. the most sensitive
+            layers from :func:`~edgepose.compression.quantize.sensitivity.layer_sensitivity`).
     """
 
     calibration: str = "minmax"
@@ -61,6 +63,7 @@ class QuantizeConfig:
     op_types: tuple[str, ...] = DEFAULT_OPS
     exclude_decoder: bool = True
     num_calibration: int = 64
+    exclude_nodes: tuple[str, ...] = ()
     version: int = 1
 
     def __post_init__(self):
@@ -81,6 +84,7 @@ class QuantizeConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["op_types"] = list(self.op_types)
+        d["exclude_nodes"] = list(self.exclude_nodes)
         return d
 
 
@@ -172,7 +176,7 @@ def calibration_ranges(onnx_path: str | os.PathLike, crops, cfg: QuantizeConfig)
 
 
 def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, cfg: QuantizeConfig = QuantizeConfig(),
-             *, calibration) -> QuantizeResult:
+             *, calibration, nodes_to_quantize: list[str] | None = None, tensors_data=None) -> QuantizeResult:
     """Statically quantise ``onnx_in`` to int8 QDQ at ``onnx_out``.
 
     Args:
@@ -181,6 +185,9 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, cfg: Quant
         onnx_out: output path.
         cfg: options.
         calibration: (H, W, 3) uint8 crops from the *training* frames (never the evaluation set).
+        nodes_to_quantize: quantise only these nodes (the per-layer sensitivity pass).
+        tensors_data: calibration result to reuse (from :func:`calibration_ranges`), skipping
+            the calibration run.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -192,9 +199,14 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, cfg: Quant
     if not crops:
         raise ValueError("quantize() needs calibration crops from the training frames; got none "
                          "(pass calibration_crops(labels, 64, out_size=...))")
-    data, ranges = calibration_ranges(onnx_in, crops, cfg)
+    if tensors_data is None:
+        data, ranges = calibration_ranges(onnx_in, crops, cfg)
+    else:
+        data = tensors_data
+        ranges = {k: (float(np.asarray(v.range_value[0]).min()), float(np.asarray(v.range_value[1]).max()))
+                  for k, v in data.data.items()}
     src = onnx.load(os.fspath(onnx_in))
-    excluded = decoder_nodes(src) if cfg.exclude_decoder else []
+    excluded = (decoder_nodes(src) if cfg.exclude_decoder else []) + list(cfg.exclude_nodes)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[cfg.calibration]
     with tempfile.TemporaryDirectory(prefix="edgepose-quant-") as tmp:
@@ -206,6 +218,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, cfg: Quant
                         per_channel=cfg.per_channel,
                         activation_type=QuantType.QUInt8 if cfg.activation_type == "uint8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
                         calibrate_method=method, calibration_cache_path=cache,
                         extra_options={"ActivationSymmetric": cfg.symmetric_activations})
         q = onnx.load(tmp_out)

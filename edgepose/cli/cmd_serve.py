@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p):
     p.add_argument("--model", action="append", default=[], metavar="CARD",
-                   help="a pose model card to serve (repeatable), e.g. movenet-thunder-fp32")
+                   help="a pose model card to serve (repeatable), e.g. movenet-thunder-fp32; or NAME=FILE: a "
+                        ".onnx / .tflite pose model file served under NAME (e.g. an int8 build of a card)")
     p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATH",
                    help="a raw ONNX graph to serve under NAME (repeatable): a Triton export, a split tail")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 exposes it)")
@@ -26,10 +27,20 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per model")
 
 
+def served_pose_model(spec: str, threads: int | None = None):
+    """A ``--model`` value (``CARD`` or ``NAME=FILE``) -> the served pose model."""
+    from edgepose.models import load_model
+    from edgepose.server import PoseServedModel
+
+    name, sep, path = spec.partition("=")
+    if sep and name and path:
+        return PoseServedModel(load_model(path, num_threads=threads), name=name)
+    return PoseServedModel(load_model(spec, num_threads=threads))
+
+
 def run(args) -> int:
     from edgepose.errors import ConfigError
-    from edgepose.models import load_model
-    from edgepose.server import OnnxServedModel, PoseServedModel, PoseServer, ServerOptions
+    from edgepose.server import OnnxServedModel, PoseServer, ServerOptions
 
     if not args.model and not args.onnx:
         raise ConfigError("nothing to serve: pass --model CARD (e.g. --model movenet-thunder-fp32) "
@@ -40,7 +51,7 @@ def run(args) -> int:
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set or empty; "
                               f"export {args.token_env}=<secret> first")
-    models = [PoseServedModel(load_model(m, num_threads=args.threads)) for m in args.model]
+    models = [served_pose_model(spec, args.threads) for spec in args.model]
     for spec in args.onnx:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:

@@ -200,8 +200,8 @@ class OffloadControlConfig:
         window: recent outcomes the share is taken over.
         cooldown: outcomes between two changes (lets the share follow the change).
         probe_every: when an answer is predicted not to fit, send every ``probe_every``-th such
-            request anyway (it can only re-seed the tracker and refresh the link estimate);
-            0 never sends an unfit request.
+            request anyway (it can only re-seed the tracker and refresh the link estimate; its
+            frame is not held for it); 0 never sends an unfit request.
     """
 
     crop_sizes: tuple[int, ...] = (256, 192, 160)

@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,12 @@ class Reply:
             cut), ``busy`` (503), ``error`` (connection or HTTP error).
         outputs: output name -> array (``ok`` / ``late``).
         rtt_ms: wall time from submit to answer.
-        server_ms: the server's own time (response parameter ``edgepose_server_ms``).
+        server_ms: the server's own time (response parameter ``edgepose_server_ms``: body read,
+            decode, queue for a slot, inference, encode).
+        infer_ms: the model's part of it (``edgepose_infer_ms``).
+        up_ms, down_ms: the emulated uplink / downlink leg delays slept in the transport.
+        http_ms: the real HTTP exchange on the socket (includes ``server_ms``).
+        queue_ms: time the request waited in the client for a worker.
         error: the message for ``error`` / ``busy``.
     """
 
@@ -136,6 +142,11 @@ class Reply:
     rtt_ms: float = 0.0
     server_ms: float = 0.0
     error: str = ""
+    infer_ms: float = 0.0
+    up_ms: float = 0.0
+    down_ms: float = 0.0
+    http_ms: float = 0.0
+    queue_ms: float = 0.0
 
 
 class Pending:
@@ -144,6 +155,7 @@ class Pending:
     def __init__(self, inputs, deadline_s: float, tag: Any, up_bytes: int):
         self.inputs, self.deadline_s, self.tag, self.up_bytes = inputs, deadline_s, tag, up_bytes
         self.t_submit = time.perf_counter()
+        self.t_done: float | None = None
         self.reply: Reply | None = None
         self.consumed = False
         self._event = threading.Event()
@@ -156,6 +168,7 @@ class Pending:
         return self._event.is_set()
 
     def _complete(self, reply: Reply) -> None:
+        self.t_done = time.perf_counter()
         self.reply = reply
         self._event.set()
 
@@ -273,7 +286,7 @@ class OffloadClient:
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.options.connect_timeout_s)
+            conn = _NoDelayConnection(self.host, self.port, timeout=self.options.connect_timeout_s)
             self._local.conn = conn
         return conn
 
@@ -289,6 +302,7 @@ class OffloadClient:
         return Reply("lost")
 
     def _exchange(self, p: Pending) -> Reply:
+        queue_ms = (time.perf_counter() - p.t_submit) * 1e3
         remaining_ms = (p.deadline_s - time.perf_counter()) * 1e3
         body, headers = encode_infer_request(p.inputs, parameters={"deadline_ms": max(1.0, round(remaining_ms, 1))})
         if self.options.token:
@@ -329,15 +343,30 @@ class OffloadClient:
             return Reply("error", error=f"bad response: {exc}")
         self.backoff.ok()
         server_ms = float(params.get("edgepose_server_ms", 0.0))
+        http_ms, up_ms, down_ms = total_ms, 0.0, 0.0
         if emu is not None:
             down = emu.leg(len(data), up=False)
             if down.lost:
                 return self._lost(p)
             time.sleep(down.delay_ms / 1e3)
-            total_ms += up.delay_ms + down.delay_ms
+            up_ms, down_ms = up.delay_ms, down.delay_ms
+            total_ms += up_ms + down_ms
         self.server_ms.add(server_ms)
         self.network_ms.add(max(0.0, total_ms - server_ms))
-        return Reply("ok", outputs, server_ms=server_ms)
+        return Reply("ok", outputs, server_ms=server_ms, infer_ms=float(params.get("edgepose_infer_ms", 0.0)),
+                     up_ms=up_ms, down_ms=down_ms, http_ms=http_ms, queue_ms=queue_ms)
+
+
+class _NoDelayConnection(http.client.HTTPConnection):
+    """TCP_NODELAY: http.client writes the headers and the body in two sends; with Nagle on, the
+    body (< one segment) waits for the ACK of the headers, which the server may delay."""
+
+    def connect(self):
+        super().connect()
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 def _message(data: bytes) -> str:

@@ -44,7 +44,10 @@ class PolicyConfig:
         warmup: ``rate`` mode: scores seen before the quantiles are trusted; until then only a
             lost pose (score 1) counts as hard.
         max_share: hard cap on the share of frames offloaded (a frame-count token bucket, so
-            it holds at any frame rate); 0.15 is the issue's limit.
+            it holds at any frame rate); 0.15 is the issue's limit. Besides the bucket, an
+            offload (after the first) is allowed only while the share of the frames so far,
+            this one included, stays within it: a full bucket alone would let a short clip go
+            over (65 frames: 3 + 0.15 x 65 = 12 offloads, 18 %).
         burst: token-bucket depth of that cap: a hard stretch may offload this many frames in a
             row before the cap applies.
         enter: ``threshold`` mode: start offloading when the hard-frame score exceeds this.
@@ -56,6 +59,10 @@ class PolicyConfig:
             that counts as fully fast (0.1 = the person crosses their own size in 10 frames).
         sigma_scale: mean RLE sigma, as a fraction of the box's longer side, counted fully hard.
         w_confidence, w_visible, w_motion: weights of the three terms (they are normalised).
+        acquire: the first keyframe counts as hard: the tracker acquires its person from the
+            whole frame there, where a small edge model most often picks someone else or
+            nobody; with early offloading (``RuntimeOptions.early_offload``) its full-frame crop
+            goes to the server before the edge model runs.
         margin_ms: time kept back at the deadline for finishing the frame after the answer.
         server_prior_ms: server time assumed before any answer has been measured (optimistic,
             so the first offloads happen and measure it).
@@ -77,6 +84,7 @@ class PolicyConfig:
     w_confidence: float = 0.5
     w_visible: float = 0.3
     w_motion: float = 0.2
+    acquire: bool = True
     margin_ms: float = 3.0
     server_prior_ms: float = 10.0
 
@@ -187,10 +195,10 @@ class NetworkEstimate:
         # re-base the smoothed RTT on the fitted rate (earlier samples assumed the nominal one)
         self.rtt.ewma = max(0.0, float(np.mean(t - b * 8.0 / (self.uplink_mbps * 1e3))))
 
-    def predict_ms(self, up_bytes: int) -> float:
-        """Expected answer time for ``up_bytes``: smoothed RTT + transfer + server p90."""
+    def predict_ms(self, up_bytes: int, *, server_q: float = 90) -> float:
+        """Expected answer time for ``up_bytes``: smoothed RTT + transfer + server p90 (``server_q``)."""
         rtt = self.rtt.ewma if self.rtt.ewma is not None else self.link.rtt_ms + self.link.jitter_ms
-        server = self.server.percentile(90, default=self.server_prior_ms)
+        server = self.server.percentile(server_q, default=self.server_prior_ms)
         return rtt + self._up_ms(up_bytes) + self.link.transfer_ms(300, up=False) + server
 
     def summary(self) -> dict:
@@ -216,7 +224,7 @@ class OffloadPolicy:
 
     def __init__(self, config: PolicyConfig | None = None):
         self.config = config or PolicyConfig()
-        self.hard = False
+        self.hard = self.config.acquire  # before the first keyframe: acquiring (PolicyConfig.acquire)
         self.score = 0.0
         self.skipped_no_fit = 0
         self.skipped_cap = 0
@@ -224,6 +232,8 @@ class OffloadPolicy:
         self._prev_kps: np.ndarray | None = None
         self._scores: collections.deque[float] = collections.deque(maxlen=self.config.window)
         self._tokens = float(self.config.burst)
+        self.frames = 0  # frames ticked so far
+        self.sent = 0  # offloads allowed so far
 
     def thresholds(self) -> tuple[float, float]:
         """The current (enter, leave) scores."""
@@ -260,16 +270,19 @@ class OffloadPolicy:
     def tick(self) -> None:
         """One frame passed (keyframe or not): the share cap earns ``max_share`` of a token."""
         c = self.config
+        self.frames += 1
         self._tokens = min(float(c.burst), self._tokens + c.max_share * self.rate_scale)
 
     def has_token(self) -> bool:
         """Whether the share cap would allow an offload now (takes nothing)."""
-        return self._tokens >= 1.0
+        within = self.sent == 0 or self.sent + 1 <= self.config.max_share * (self.frames + 1) + 1e-9
+        return self._tokens >= 1.0 and within
 
     def allow(self) -> bool:
         """Take one offload token if the share cap has one (call only when about to send)."""
-        if self._tokens >= 1.0:
+        if self.has_token():
             self._tokens -= 1.0
+            self.sent += 1
             return True
         self.skipped_cap += 1
         return False

@@ -16,7 +16,12 @@ Two ways to drive it:
 Per keyframe: the edge model runs (``Source.EDGE``; frames between keyframes are propagated,
 ``Source.PROPAGATED``); the policy scores how hard the frame is; when it is among the hardest
 (``PolicyConfig.mode = "rate"``: a running quantile), the share cap allows it and the predicted
-answer time fits the hold, the person crop (JPEG) goes to the server in the background. An
+answer time (smoothed network time + server p90 + the wait behind our own request still at the
+server) fits the hold, the person crop (JPEG) goes to the server in the background. Inside a
+hard stretch the crop is sent *before* the edge model runs (``RuntimeOptions.early_offload``),
+so the answer has the edge time more to arrive in. The hold (:meth:`CloudEdgeRuntime.hold_ms`)
+runs to the end of the budget less a margin and the measured release lateness, ending early only
+when a later frame's edge run could still be going at that point. An
 on-time answer becomes the frame's result (``Source.CLOUD``) and re-seeds the tracker; a late one
 is counted and refreshes the network estimate (re-seeding from it is optional, off by default:
 ``late_reseed_ms``). Every result carries
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -71,6 +77,12 @@ class RuntimeOptions:
             PCK; on-time answers: 88.9) -- the stale pose pulls the crop back (vtest: -4 points).
         propagate: between keyframes, ``hold`` repeats the last pose, ``velocity`` extrapolates
             it from the last two keyframes (damped by half).
+        early_offload: while the policy is in a hard stretch (its state after the previous
+            keyframe), send the keyframe's crop (the tracker's ROI for it) before the edge model
+            runs, so the answer has the edge time more to arrive in; a keyframe that starts a hard
+            stretch is sent after its edge pose is scored. False: always after (crop from the
+            frame's own edge pose). Timing-free on training clips (benchmarks/results/
+            offload_calibration.md, ``send`` column) the early crop did not cost accuracy.
         keyframes: :class:`KeyframeConfig` of the keyframe-interval controller.
         policy: :class:`PolicyConfig` of the offload policy.
         control: :class:`OffloadControlConfig` of the offload crop-size / rate controller.
@@ -81,6 +93,7 @@ class RuntimeOptions:
     jpeg_quality: int = 90
     late_reseed_ms: float = 0.0
     propagate: str = "hold"
+    early_offload: bool = True
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     control: OffloadControlConfig = field(default_factory=OffloadControlConfig)
@@ -150,6 +163,8 @@ class CloudEdgeRuntime:
         self._cv2 = require("cv2", "base", package="opencv-python-headless")
         self._step = LatencyStats(window=100)
         self._lateness = LatencyStats(window=100)
+        self._period = LatencyStats(window=30, alpha=0.2)  # ms between frame arrivals
+        self._last_arrival: float | None = None
         self._inflight: list[Pending] = []
         self._held: collections.deque[_Held] = collections.deque()
         self._last: PoseResult | None = None
@@ -157,6 +172,7 @@ class CloudEdgeRuntime:
         self._keys: list[tuple[int, np.ndarray]] = []
         self._index = 0
         self._owned: list = []
+        self._trace: collections.deque = collections.deque(maxlen=1000)
 
     @classmethod
     def create(cls, edge_model: str = "movenet-lightning-int8", *, server: str | None = "embedded",
@@ -170,7 +186,8 @@ class CloudEdgeRuntime:
             edge_model: the on-device model card.
             server: ``"embedded"`` (serve ``teacher`` on loopback in this process), a server URL,
                 or None (edge only).
-            teacher: the served model name (and the embedded server's model).
+            teacher: the served model name (and the embedded server's model), or ``NAME=FILE``: the
+                embedded server serves that model file under NAME (e.g. an int8 build of the teacher).
             link: emulated link name (a preset, or a link of ``profile``) or a LinkSpec;
                 ``none`` means no server.
             profile: device profile (name or DeviceProfile) for link figures and the budget.
@@ -192,11 +209,14 @@ class CloudEdgeRuntime:
         owned: list = []
         client = None
         if server is not None and spec.available:
+            name, sep, path = teacher.partition("=")
+            if not (sep and name and path):
+                name, path = teacher, teacher
             if server == "embedded":
-                srv = PoseServer.embedded(teacher, num_threads=server_threads or num_threads)
+                srv = PoseServer.embedded(path, num_threads=server_threads or num_threads, name=name)
                 owned.append(srv)
                 server = srv.url
-            copts = client_options or ClientOptions(model=teacher, seed=seed)
+            copts = client_options or ClientOptions(model=name, seed=seed)
             emu = NetworkEmulator(spec, seed=seed) if spec.name != "loopback" or spec.rtt_ms else None
             client = OffloadClient(server, options=copts, emulator=emu)
         rt = cls(est, client=client, link=spec, options=options)
@@ -218,6 +238,9 @@ class CloudEdgeRuntime:
         """
         t_start = time.perf_counter()
         t_arr = t_start if arrival_s is None else float(arrival_s)
+        if self._last_arrival is not None and t_arr > self._last_arrival:
+            self._period.add((t_arr - self._last_arrival) * 1e3)
+        self._last_arrival = t_arr
         ts = int(timestamp_ms)
         size = (image.shape[1], image.shape[0])
         out = self._release(t_start)
@@ -229,6 +252,12 @@ class CloudEdgeRuntime:
             res = self._propagate(ts, size)
             src = self._last_src
         else:
+            # in a hard stretch (the policy's state after the previous keyframe), send this frame's
+            # crop (the tracker's ROI for it) before the edge model runs: the answer gains the
+            # edge time; a frame that enters a hard stretch is sent after its edge pose is scored
+            early = self.options.early_offload and self.policy.hard
+            if early:
+                pending = self._maybe_offload(image, ts, t_arr)
             t0 = time.perf_counter()
             res = self.estimator.detect_for_video(image, ts)
             timings = dict(res.timings_ms)
@@ -237,7 +266,8 @@ class CloudEdgeRuntime:
             box = max(p.box[2] - p.box[0], p.box[3] - p.box[1]) if p is not None else 1.0
             self.policy.update(None if p is None else p.keypoints, None if p is None else p.scores,
                                box_size=box, sigma=None if p is None else p.sigma)
-            pending = self._maybe_offload(image, ts, t_arr)
+            if not early:
+                pending = self._maybe_offload(image, ts, t_arr)
             src = self._index
         self.policy.tick()
         res.frame_index = self._index
@@ -246,7 +276,7 @@ class CloudEdgeRuntime:
         if key and res.pose is not None:
             self._keys = (self._keys + [(ts, res.pose.keypoints.copy())])[-2:]
         self._last, self._last_src = res, src
-        due = pending.deadline_s if pending is not None else t_arr
+        due = pending.deadline_s if pending is not None and getattr(pending, "hold", True) else t_arr
         self._held.append(_Held(res, t_arr, due, key, src, pending))
         self._step.add((time.perf_counter() - t_start) * 1e3)
         return out + self._release(time.perf_counter())
@@ -295,12 +325,30 @@ class CloudEdgeRuntime:
 
     # -- internals -------------------------------------------------------------------------------
     def hold_ms(self) -> float:
-        """The hold an offloaded frame gets now: the declared delay within what the budget allows."""
+        """The hold an offloaded frame gets now: the declared delay within what the budget allows.
+
+        A held frame is released by ``push`` (at its start) or ``poll``; one that falls due while
+        the loop is inside the edge model of a later frame comes out only when that ``push``
+        returns. With the frame period known (the smoothed gap between arrivals), the hold runs
+        up to ``budget - margin - lateness`` unless a later frame's ``push`` (p99 of a push) could
+        end past that point; then it ends just before that frame arrives (``push`` releases it
+        first). Without a period yet, the p99 of a push is kept back as a whole. Measured
+        lateness of releases (p90) is kept back either way.
+        """
         o = self.options
-        # a held frame is released late when the loop is busy (in push, or starved of the CPU):
-        # keep back the p99 of a push and the p90 of the lateness seen so far
-        room = (o.budget_ms - o.policy.margin_ms - self._step.percentile(99, default=10.0)
-                - self._lateness.percentile(90, default=0.0))
+        end = o.budget_ms - o.policy.margin_ms
+        room = end - self._lateness.percentile(90, default=0.0)
+        step = self._step.percentile(99, default=10.0)
+        period = self._period.percentile(10) if self._period.count >= 2 else math.nan
+        if not math.isfinite(period) or period <= step:
+            room -= step
+        else:
+            k = 1
+            while k * period < room:
+                if k * period + step > end:
+                    room = k * period - 1.0
+                    break
+                k += 1
         d = room if o.result_delay_ms is None else min(o.result_delay_ms, room)
         return max(0.0, d)
 
@@ -319,9 +367,14 @@ class CloudEdgeRuntime:
             return None
         nbytes = len(jpg) + 200
         due = t_arr + self.hold_ms() / 1e3
-        predicted = self.network.predict_ms(nbytes)
+        wait = self._server_wait_ms()
+        predicted = self.network.predict_ms(nbytes) + wait
         share = self.network._up_ms(nbytes) / max(predicted, 1e-6)
-        fits = self.policy.fits((due - time.perf_counter()) * 1e3, predicted)
+        # the hold already keeps the margin back from the budget: count it once
+        left = (due - time.perf_counter()) * 1e3 + self.options.policy.margin_ms
+        fits = self.policy.fits(left, predicted)
+        # a probe is held when its typical (server p50) answer time fits: an even chance of being on time
+        hold = fits or self.network.predict_ms(nbytes, server_q=50) + wait <= left - self.options.policy.margin_ms
         if not fits and not self.control.probe():
             self._outcome("unfit", transfer_share=share)
             return None
@@ -330,7 +383,26 @@ class CloudEdgeRuntime:
         arr = np.empty(1, dtype=object)
         arr[0] = jpg.tobytes()
         p = self.client.submit({IMAGE_BYTES: arr}, deadline_s=due, now_ms=ts, tag=(m, ts, share))
+        if p is not None:
+            # a probe that cannot make it (e.g. LTE: ~130 ms against a 67 ms budget) only re-measures
+            # the link: its frame is not held
+            p.hold = hold
         return p
+
+    def _server_wait_ms(self) -> float:
+        """How long a request sent now would queue behind ours still in flight at the server.
+
+        The server runs one inference per core; on a small server a second one at once slows
+        both. Sent at ``t`` with the same link, an earlier request's inference ends about
+        ``t_submit + server p90`` after the new one's would start: the difference is the wait.
+        """
+        now = time.perf_counter()
+        server = self.network.server.percentile(90, default=self.options.policy.server_prior_ms)
+        waits = [(p.t_submit - now) * 1e3 + server for p in self._pending() if not p.done()]
+        return max([0.0, *waits])
+
+    def _pending(self):
+        return [h.pending for h in self._held if h.pending is not None] + self._inflight
 
     def _outcome(self, outcome: str, *, transfer_share: float) -> None:
         self.control.record(outcome, transfer_share=transfer_share)
@@ -370,7 +442,9 @@ class CloudEdgeRuntime:
             self._held.popleft()
             res = h.result
             if p is not None:
-                self._lateness.add(max(0.0, now - h.due) * 1e3)
+                if getattr(p, "hold", True):
+                    self._lateness.add(max(0.0, now - h.due) * 1e3)
+                self._trace.append((h.result.frame_index, h.arrival, h.due, now, p))
                 if p.done() and p.reply.status == "ok":
                     p.consumed = True
                     self._observe(p)
@@ -425,6 +499,27 @@ class CloudEdgeRuntime:
                 kps = (k1 + 0.5 * (k1 - k0) * (ts - t1) / (t1 - t0)).astype(np.float32)
             poses.append(Pose(kps.copy(), p.scores.copy(), p.box, p.score, sigma=p.sigma, track_id=p.track_id))
         return PoseResult(poses, ts, self._index, size, Source.PROPAGATED)
+
+    def offload_trace(self) -> list[dict]:
+        """Per offloaded frame (the last 1000), times in ms from the frame's arrival.
+
+        ``submit``: request queued; ``due``: the hold deadline; ``answer``: the reply came back
+        (None: not yet); ``released``: the frame's result went out; ``up`` / ``http`` / ``down``:
+        emulated uplink, real HTTP exchange (holds ``server``: the server's own time, of which
+        ``infer`` is the model), emulated downlink; ``queue``: waited for a client worker.
+        """
+        out = []
+        for idx, arr, due, rel, p in self._trace:
+            r = p.reply
+            row = {"frame": idx, "submit": round((p.t_submit - arr) * 1e3, 1), "due": round((due - arr) * 1e3, 1),
+                   "released": round((rel - arr) * 1e3, 1),
+                   "answer": None if p.t_done is None else round((p.t_done - arr) * 1e3, 1),
+                   "status": None if r is None else r.status, "used": p.consumed}
+            if r is not None:
+                row.update({k: round(getattr(r, k), 1) for k in ("queue_ms", "up_ms", "http_ms", "server_ms",
+                                                                  "infer_ms", "down_ms")})
+            out.append(row)
+        return out
 
     # ------------------------------------------------------------------------------------------
     def summary(self) -> dict:

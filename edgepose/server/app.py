@@ -216,11 +216,14 @@ class PoseServer:
 
     @classmethod
     def embedded(cls, model: str = "movenet-thunder-fp32", *, options: ServerOptions | None = None,
-                 num_threads: int | None = None) -> "PoseServer":
-        """Load a model card by name and start serving it on loopback in a background thread."""
+                 num_threads: int | None = None, name: str | None = None) -> "PoseServer":
+        """Load a model card by name (or a model file) and serve it on loopback in a background thread.
+
+        ``name``: the served name (default: the card's name).
+        """
         from edgepose.models import load_model
 
-        server = cls([PoseServedModel(load_model(model, num_threads=num_threads))], options=options)
+        server = cls([PoseServedModel(load_model(model, num_threads=num_threads), name=name)], options=options)
         return server.start()
 
     # -- lifecycle -------------------------------------------------------------------------
