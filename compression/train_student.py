@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ._train import optimizer_step, record_step
 from .data.augment import AugmentConfig
 from .data.dataset import PseudoLabelDataset
 from .data.labels import LabelSet
@@ -204,16 +205,9 @@ def train(objective: torch.nn.Module, labels: LabelSet, cfg: TrainConfig = Train
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {float(loss)} at step {step}: lower TrainConfig.lr "
                                          f"(now {cfg.lr}) or check the labels")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, params, opt, sched, clip=cfg.grad_clip)
             step += 1
-            rep.steps.append(step)
-            rep.train.append(float(loss.detach()))
-            for k, v in terms.items():
-                rep.terms.setdefault(k, []).append(float(v.detach()))
+            record_step(rep, step, loss, terms)
             bar.update(1)
             bar.set_postfix(loss=f"{rep.train[-1]:.3f}")
             if step % cfg.eval_every == 0 or step == cfg.steps:

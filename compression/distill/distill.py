@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .._train import optimizer_step, record_step
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
@@ -238,16 +239,9 @@ def distill(student: torch.nn.Module, labels: LabelSet, cfg: DistillConfig = Dis
             student.train()
             terms = _loss(student, batch, cfg, reference)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, student.parameters(), opt, sched)
             step += 1
-            rep.steps.append(step)
-            rep.train.append(float(loss.detach()))
-            for k, v in terms.items():
-                rep.terms.setdefault(k, []).append(float(v.detach()))
+            record_step(rep, step, loss, terms)
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if step % cfg.eval_every == 0 or step == cfg.steps:

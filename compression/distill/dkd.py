@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._train import optimizer_step, record_step
 from ..data.augment import AugmentConfig, augment
 from .distill import DistillReport
 from .vitkd import heatmap_kd, output_kd
@@ -326,16 +327,9 @@ def pretrain_frames(model, labels, *, steps: int = 800, batch_size: int = 16, lr
             model.train()
             terms = output_kd(model(b["image"]), b["maps"][:, :17], w_kl=w_spatial_kl)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, model.parameters(), opt, sched)
             step += 1
-            rep.steps.append(step)
-            rep.train.append(float(loss.detach()))
-            for k, v in terms.items():
-                rep.terms.setdefault(k, []).append(float(v.detach()))
+            record_step(rep, step, loss, terms)
             bar.update(1)
             if step >= steps:
                 break
@@ -382,16 +376,9 @@ def train_dkd(model, clips: ClipSet, cfg: DKDTrainConfig = DKDTrainConfig(), *, 
             terms = dkd_losses(_predict(model, batch["clip"], cfg.per_frame), batch["maps"], w_temporal=w_t,
                                w_kl=cfg.w_spatial_kl)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, model.parameters(), opt, sched)
             step += 1
-            rep.steps.append(step)
-            rep.train.append(float(loss.detach()))
-            for k, v in terms.items():
-                rep.terms.setdefault(k, []).append(float(v.detach()))
+            record_step(rep, step, loss, terms)
             bar.update(1)
             if step >= cfg.steps:
                 break

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .._train import optimizer_step
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from .losses import kd_losses, reference_loss, task_losses
@@ -208,10 +209,7 @@ def train_long_kd(student, reference, labels, cfg: LongKDConfig, out: str | os.P
             student.train()
             terms = _terms(student, reference, adapters, s_tap, t_tap, batch, cfg)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
+            optimizer_step(loss, params, opt)
             step += 1
             logf.write(json.dumps({"step": step, "t": round(time.perf_counter() - t0, 1), "lr": lr,
                                    "loss": float(loss.detach()),

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._train import optimizer_step, record_step
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
@@ -339,16 +340,9 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
             student.train()
             terms = _terms(student, batch, teacher, kd, w_heat, cfg.w_spatial_kl, gen)
             loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, params, opt, sched)
             step += 1
-            rep.steps.append(step)
-            rep.train.append(float(loss.detach()))
-            for k, v in terms.items():
-                rep.terms.setdefault(k, []).append(float(v.detach()))
+            record_step(rep, step, loss, terms)
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 v, agree = _val(student, val_loader)
