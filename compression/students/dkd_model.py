@@ -296,21 +296,28 @@ def export_dkd(model: DKDPose, path: str | os.PathLike, *, keyframe_interval: in
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+    diff = _rollout_diff(step, s, j, kd, lambda x, k, g: sess.run(None, {"image": x, "kernels": k, "gate": g}))
+    if diff > parity_tol:
+        raise RuntimeError(f"DKD ONNX rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
+                           f"the file is at {str(path)!r} for inspection")
+    log.info("exported %s (rollout parity %.1e)", path, diff)
+    return {"path": os.fspath(path), "max_abs_diff": diff, "metadata": meta}
+
+
+def _rollout_diff(step, s: int, j: int, kd: int, run) -> float:
+    """Largest heatmap difference between torch and ``run(x, kernels, gate) -> (heat, kernels)``
+    over a seeded 3-frame rollout (a keyframe, then two tracked frames feeding back the kernels)."""
     rng = np.random.default_rng(0)
-    k_t, k_o = torch.zeros(1, j, kd), np.zeros((1, j, kd), np.float32)
+    k_t, k_r = torch.zeros(1, j, kd), np.zeros((1, j, kd), np.float32)
     diff = 0.0
     for t in range(3):
         x = rng.uniform(-1, 1, size=(1, 3, s, s)).astype(np.float32)
         g = np.array([0.0 if t == 0 else 1.0], np.float32)
         with torch.no_grad():
             h_t, k_t = step(torch.from_numpy(x), k_t, torch.from_numpy(g))
-        h_o, k_o = sess.run(None, {"image": x, "kernels": k_o, "gate": g})
-        diff = max(diff, float(np.abs(h_o - h_t.numpy()).max()))
-    if diff > parity_tol:
-        raise RuntimeError(f"DKD ONNX rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
-                           f"the file is at {str(path)!r} for inspection")
-    log.info("exported %s (rollout parity %.1e)", path, diff)
-    return {"path": os.fspath(path), "max_abs_diff": diff, "metadata": meta}
+        h_r, k_r = run(x, k_r, g)
+        diff = max(diff, float(np.abs(h_r - h_t.numpy()).max()))
+    return diff
 
 
 def export_dkd_tflite(model: DKDPose, path: str | os.PathLike, *, keyframe_interval: int = 0,
@@ -335,19 +342,13 @@ def export_dkd_tflite(model: DKDPose, path: str | os.PathLike, *, keyframe_inter
     ins, outs = tflite_input_names(it), tflite_output_names(it)
     idx_in = {d["name"]: d["index"] for d in it.get_input_details()}
     idx_out = {d["name"]: d["index"] for d in it.get_output_details()}
-    rng = np.random.default_rng(0)
-    k_t, k_l = torch.zeros(1, j, kd), np.zeros((1, j, kd), np.float32)
-    diff = 0.0
-    for t in range(3):
-        x = rng.uniform(-1, 1, size=(1, 3, s, s)).astype(np.float32)
-        g = np.array([0.0 if t == 0 else 1.0], np.float32)
-        with torch.no_grad():
-            h_t, k_t = step(torch.from_numpy(x), k_t, torch.from_numpy(g))
-        for name, v in zip(ins, (x, k_l, g)):
+    def run_litert(x, k, g):
+        for name, v in zip(ins, (x, k, g)):
             it.set_tensor(idx_in[name], v)
         it.invoke()
-        h_l, k_l = (it.get_tensor(idx_out[n]).copy() for n in outs)
-        diff = max(diff, float(np.abs(h_l - h_t.numpy()).max()))
+        return tuple(it.get_tensor(idx_out[n]).copy() for n in outs)
+
+    diff = _rollout_diff(step, s, j, kd, run_litert)
     if diff > parity_tol:
         raise RuntimeError(f"DKD TFLite rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
