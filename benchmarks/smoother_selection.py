@@ -68,7 +68,8 @@ VAL_PREFIXES = ("resource_data_example_ta_chi", "notebooks_videos_bedroom")
 
 def smooth(clips, path: str, delay: int) -> list[np.ndarray]:
     with LearnedSmoother(SmootherOptions(model_path=path, delay=delay)) as sm:
-        return [sm.smooth_track(c.edge, c.scores) for c in clips]
+        return [sm.smooth_track(c.edge, c.scores, timestamps_ms=np.arange(len(c.edge)) * 1000.0 / c.fps)
+                for c in clips]
 
 
 def entry(clips, tracks, raw) -> dict:

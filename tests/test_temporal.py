@@ -31,9 +31,10 @@ def test_online_smoother_never_reads_beyond_its_declared_delay(delay):
     m = 50
     changed = noisy.copy()
     changed[m:] += 40.0  # everything from frame m on is different
+    ts = np.arange(len(noisy)) * 1000.0 / 30  # a prefiltered (zero-lag) model needs the clock
     with LearnedSmoother(SmootherOptions(delay=delay)) as sm:
-        a = sm.smooth_track(noisy)
-        b = sm.smooth_track(changed)
+        a = sm.smooth_track(noisy, timestamps_ms=ts)
+        b = sm.smooth_track(changed, timestamps_ms=ts)
     # frame m - delay - 1 was emitted when frame m - 1 arrived: before the change
     np.testing.assert_array_equal(a[:m - delay], b[:m - delay])
     assert not np.allclose(a[m - delay], b[m - delay])  # and it does look `delay` frames ahead

@@ -26,10 +26,11 @@ PARITY_ATOL = 1e-4
 def example_input(model, channels: int = 34, *, seed: int = 0) -> torch.Tensor:
     t = model.cfg.window
     g = torch.Generator().manual_seed(seed)
-    if model.kind == "smoother":
+    if model.kind == "smoother" and not getattr(model, "prior", False):
         return torch.randn(channels, t, generator=g) * 0.2
-    x = torch.randn(channels, 2, t, generator=g) * 0.2
-    x[:, 1] = (torch.arange(t) % 3 == (t - 1) % 3).float()
+    x = torch.randn(channels, len(getattr(model, "inputs", "xy")), t, generator=g) * 0.2
+    if model.kind == "recovery":
+        x[:, 1] = (torch.arange(t) % 3 == (t - 1) % 3).float()
     return x
 
 
@@ -78,11 +79,17 @@ def export_onnx(model, path: str | os.PathLike, *, extra_metadata: dict | None =
     prog.save(os.fspath(path))
     m = onnx.load(os.fspath(path))
     onnx.checker.check_model(m)
-    layout = ("x [C, T] normalised channels -> y [C, T]" if model.kind == "smoother" else
-              "x [C, 2, T] (interpolated channels, keyframe mask) -> y [C, T]")
+    if getattr(model, "prior", False):
+        layout = f"x [C, {len(model.inputs)}, T] ({', '.join(model.inputs)}) -> y [C, T]"
+    elif model.kind == "smoother":
+        layout = "x [C, T] normalised channels -> y [C, T]"
+    else:
+        layout = "x [C, 2, T] (interpolated channels, keyframe mask) -> y [C, T]"
     meta = {"edgepose.kind": model.kind, "edgepose.window": str(model.cfg.window),
             "edgepose.net": json.dumps(model.cfg.to_dict()), "edgepose.version": __version__,
             "edgepose.input": layout + "; channels = (pixels - window mean) / person size"}
+    if getattr(model, "prior", False):
+        meta["edgepose.inputs"] = ",".join(model.inputs)
     meta.update(limits or {})
     if extra_metadata:
         meta["edgepose.train"] = json.dumps(extra_metadata, default=str)

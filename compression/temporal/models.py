@@ -3,6 +3,11 @@
 * :class:`SmoothNet` (Zeng et al., ICCV 2021): fully connected layers along time over a window
   of T frames, residual blocks, a global skip; denoises every frame of the window. The runtime
   reads the frame it needs (the last one for zero lag, T-1-d for a delay of d frames).
+* :class:`PriorSmoothNet`: the same network given two signals per coordinate, the causal One
+  Euro filter's output and the raw track, returning the One Euro output plus a learned
+  correction. At initialisation (zero decoder) it *is* the One Euro filter; training can only
+  move it where the loss says One Euro is wrong (lag on fast moves, residual jitter). The zero-
+  lag model the estimator runs (``smoother="learned"``) is this one.
 * :class:`RecoveryNet` (DeciWatch idea, Zeng et al., ECCV 2022, with an MLP in place of the
   transformer): input the linear interpolation of sparse keyframes plus the keyframe mask,
   output a correction to it for every frame of the window (recovery and keyframe denoising).
@@ -87,6 +92,28 @@ class SmoothNet(nn.Module):
         return x + self.net(x)
 
 
+class PriorSmoothNet(nn.Module):
+    """(C, K, T) [One Euro-prefiltered signal, raw signal(, keypoint score)] -> (C, T) smoothed.
+
+    The runtime computes the prefilter itself (``edgepose.video._temporal.one_euro_batch``
+    with the parameters stored in the model's ``edgepose.prefilter`` metadata). With
+    ``scores=True`` a third input carries each keypoint's confidence (the same for its x and y
+    channels): the uncertainty the One Euro filter cannot see.
+    """
+
+    kind = "smoother"
+    prior = True
+
+    def __init__(self, cfg: TemporalNetConfig = TemporalNetConfig(), *, scores: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.inputs = ("prefilter", "raw", "score") if scores else ("prefilter", "raw")
+        self.net = _TimeMlp(len(self.inputs) * cfg.window, cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] + self.net(x.flatten(1))
+
+
 class RecoveryNet(nn.Module):
     """(C, 2, T) [interpolated signal, keyframe mask] -> (C, T) recovered signal."""
 
@@ -101,10 +128,15 @@ class RecoveryNet(nn.Module):
         return x[:, 0] + self.net(x.flatten(1))
 
 
-def build(kind: str, cfg: TemporalNetConfig) -> nn.Module:
-    """A :class:`SmoothNet` (``"smoother"``) or :class:`RecoveryNet` (``"recovery"``)."""
+def build(kind: str, cfg: TemporalNetConfig, *, prior: bool = False, scores: bool = False) -> nn.Module:
+    """A :class:`SmoothNet` (``"smoother"``; :class:`PriorSmoothNet` with ``prior``, given the
+    keypoint scores too with ``scores``) or :class:`RecoveryNet` (``"recovery"``)."""
+    if scores and not prior:
+        raise ValueError("scores=True needs prior=True (only PriorSmoothNet takes keypoint scores)")
     if kind == "smoother":
-        return SmoothNet(cfg)
+        return PriorSmoothNet(cfg, scores=scores) if prior else SmoothNet(cfg)
+    if prior:
+        raise ValueError("prior=True (a One Euro prefilter input) is only for kind='smoother'")
     if kind == "recovery":
         return RecoveryNet(cfg)
     raise ValueError(f"kind must be 'smoother' or 'recovery', got {kind!r}")

@@ -12,6 +12,7 @@ the teacher's (MoveNet Thunder fp32) on the same licence-clean training frames
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,8 @@ from edgepose.compression.temporal.data import collect_pairs
 from edgepose.compression.temporal.models import TemporalNetConfig, build
 from edgepose.compression.temporal.windows import (WindowBank, batch_channels, batch_scale,
                                                    build_sequences, interp_matrix)
-from edgepose.video._temporal import MIN_SCALE
+from edgepose.video._temporal import MIN_SCALE, frame_side, one_euro_batch
+from edgepose.video.one_euro import OneEuroConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ class TrainConfig:
             consecutive keyframe windows (k each), acceleration across windows included.
         val_clips: clip-name prefixes held out for validation.
         seed: RNG seed.
+        prior: smoother: a :class:`PriorSmoothNet` fed the causal One Euro output (``prefilter``)
+            beside the raw track; it starts as that filter and learns a correction. Meant for
+            zero lag (``max_delay=0``), where a plain SmoothNet did not beat One Euro.
+        prefilter: the One Euro parameters of that input (person size = each frame's pose box).
+        score_input: with ``prior``: the keypoint scores are a third input (uncertainty).
     """
 
     kind: str = "smoother"
@@ -73,6 +80,9 @@ class TrainConfig:
     emit_windows: int = 3
     val_clips: tuple[str, ...] = ("resource_data_example_ta_chi", "notebooks_videos_bedroom")
     seed: int = 0
+    prior: bool = False
+    prefilter: OneEuroConfig = field(default_factory=OneEuroConfig)
+    score_input: bool = False
 
     def __post_init__(self):
         if self.kind not in ("smoother", "recovery"):
@@ -81,6 +91,12 @@ class TrainConfig:
             raise ValueError("TrainConfig.steps and batch must be >= 1")
         if not 0 <= self.max_delay < self.net.window:
             raise ValueError(f"TrainConfig.max_delay must be in [0, window), got {self.max_delay!r}")
+        if self.score_input and not self.prior:
+            raise ValueError("TrainConfig.score_input needs prior=True")
+        if self.prior and self.kind != "smoother":
+            raise ValueError("TrainConfig.prior (One Euro prefilter input) is only for kind='smoother'")
+        if self.max_delay == 0 and self.zero_lag_prob != 1.0:
+            raise ValueError("TrainConfig.max_delay=0 trains zero lag only: set zero_lag_prob=1.0")
         if any(k < 2 or k >= self.net.window for k in self.keyframe_intervals):
             raise ValueError(f"TrainConfig.keyframe_intervals must be in [2, window), got "
                              f"{self.keyframe_intervals!r}")
@@ -148,7 +164,7 @@ class SeqBatcher:
         t, L = cfg.net.window, cfg.emit_frames
         if idx is None:
             idx = rng.integers(0, len(self.bank), n or cfg.batch)
-        edge, teach, _ = self.bank.gather(idx)  # (B, T+L-1, 17, 2)
+        edge, teach, conf = self.bank.gather(idx)  # (B, T+L-1, 17, 2), (B, T+L-1, 17)
         b = len(idx)
         sign = np.where(rng.random((b, 1, 1, 2)) < 0.5, -1.0, 1.0)
         edge, teach = edge * sign, teach * sign
@@ -161,16 +177,25 @@ class SeqBatcher:
         for i in np.nonzero(rng.random(b) < cfg.start_pad_prob)[0]:
             p0 = int(rng.integers(1, t + L - 1))
             edge[i, :p0] = edge[i, p0]
+            conf[i, :p0] = conf[i, p0]
             valid[i] = emit >= p0
         rows = np.arange(L)[:, None] + np.arange(t)[None]  # (L, T)
         wins = edge[:, rows].reshape(b * L, t, 17, 2)
         scale = batch_scale(wins)
         x, center = batch_channels(wins, scale)
+        if cfg.prior:  # the causal One Euro over the whole sequence (a padded start restarts it)
+            pre = one_euro_batch(edge, 1.0 / self.bank.fps[idx], frame_side(edge), cfg.prefilter)
+            xp, _ = batch_channels(pre[:, rows].reshape(b * L, t, 17, 2), scale, center)
+            chans = [xp, x]
+            if cfg.score_input:  # (BL, 34, T): each joint's score on its x and y channels
+                chans.append(np.repeat(conf[:, rows].reshape(b * L, t, 17).transpose(0, 2, 1), 2, axis=1))
+            x = np.stack(chans, axis=2)  # (BL, 34, K, T)
         seq_scale = batch_scale(edge)
         tgt = teach[:, emit].reshape(b, L, -1)  # (B, L, 34)
         inp = edge[:, emit].reshape(b, L, -1)
         f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        return {"x": f(x.reshape(-1, t)), "pos": [t - 1 - d], "scale": f(scale.reshape(b, L, 1)),
+        return {"x": f(x.reshape((-1, x.shape[2], t) if cfg.prior else (-1, t))), "pos": [t - 1 - d],
+                "scale": f(scale.reshape(b, L, 1)),
                 "center": f(center.reshape(b, L, -1)), "seq_scale": f(seq_scale.reshape(b, 1, 1)),
                 "tgt": f(tgt), "inp": f(inp), "valid": f(valid)}
 
@@ -212,7 +237,7 @@ def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=N
     tr = WindowBank([s for s in seqs if not is_val(s)], span)
     va = WindowBank([s for s in seqs if is_val(s)], span)
     log.info("%d training windows, %d validation windows", len(tr), len(va))
-    model = build(cfg.kind, cfg.net)
+    model = build(cfg.kind, cfg.net, prior=cfg.prior, scores=cfg.score_input)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
                                                 pct_start=0.05)
@@ -222,7 +247,7 @@ def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=N
     bv = mk(va, cfg, np.random.default_rng(cfg.seed + 1))
     vidx = np.random.default_rng(cfg.seed + 2).choice(len(va), min(len(va), 512), replace=False)
     if smoother:
-        vals = {f"d={d}": bv.draw(idx=vidx, delay=d) for d in (0, 4, cfg.max_delay)}
+        vals = {f"d={d}": bv.draw(idx=vidx, delay=d) for d in sorted({0, min(4, cfg.max_delay), cfg.max_delay})}
     else:
         vals = {f"k={k}": bv.draw(idx=vidx, k=k) for k in (3, 5)}
     stats = {"train_windows": len(tr)}
@@ -267,6 +292,14 @@ def main(argv=None) -> int:
     p.add_argument("--zero-lag-prob", type=float, default=TrainConfig.zero_lag_prob,
                    help="smoother: share of batches trained at zero delay")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--max-delay", type=int, default=TrainConfig.max_delay,
+                   help="smoother: largest delay trained (0: a zero-lag model; sets --zero-lag-prob 1)")
+    p.add_argument("--prior", action="store_true",
+                   help="smoother: feed the causal One Euro output beside the raw track (PriorSmoothNet)")
+    p.add_argument("--score-input", action="store_true",
+                   help="with --prior: the keypoint scores are an input too (uncertainty)")
+    p.add_argument("--val-clips", default=",".join(TrainConfig.val_clips),
+                   help="comma-separated clip-name prefixes held out for validation")
     p.add_argument("--save-torch", default=None, help="also save the torch state_dict here")
     p.add_argument("--cache-dir", default="runs/temporal_tracks")
     p.add_argument("--threads", type=int, default=2)
@@ -274,12 +307,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
     cfg = TrainConfig(kind=a.kind, steps=a.steps, accel_weight=a.accel_weight, batch=a.batch,
-                      emit_frames=a.emit_frames, zero_lag_prob=a.zero_lag_prob, seed=a.seed,
+                      emit_frames=a.emit_frames, seed=a.seed, max_delay=a.max_delay, prior=a.prior,
+                      score_input=a.score_input,
+                      zero_lag_prob=1.0 if a.max_delay == 0 else a.zero_lag_prob,
+                      val_clips=tuple(v for v in a.val_clips.split(",") if v),
                       net=TemporalNetConfig(window=a.window, hidden=a.hidden, blocks=a.blocks))
     model, stats = train(cfg, cache_dir=a.cache_dir)
     info = {"train": {k: v for k, v in asdict(cfg).items() if k != "net"}, **stats}
     limits = {"edgepose.max_delay": str(cfg.max_delay)} if a.kind == "smoother" else {
         "edgepose.intervals": ",".join(map(str, cfg.keyframe_intervals))}
+    if cfg.prior:
+        limits["edgepose.prefilter"] = json.dumps({"kind": "one_euro", **asdict(cfg.prefilter)})
     if a.save_torch:
         torch.save(model.state_dict(), a.save_torch)
     export_onnx(model, a.out, extra_metadata=info, limits=limits)

@@ -59,11 +59,14 @@ class WindowBank:
         self.edge = np.concatenate([s.edge for s in seqs])
         self.teacher = np.concatenate([s.teacher for s in seqs])
         self.scores = np.concatenate([s.scores for s in seqs])
-        starts, off = [], 0
+        starts, fps, off = [], [], 0
         for s in seqs:
             starts.append(off + np.arange(len(s.edge) - window + 1))
+            fps.append(np.full(len(s.edge) - window + 1, float(s.fps)))
             off += len(s.edge)
         self.starts = np.concatenate(starts)
+        #: frame rate of each window's sequence (the One Euro prefilter needs the frame times)
+        self.fps = np.concatenate(fps)
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -157,6 +157,7 @@ def evaluate_clip(name: str, opts: TemporalEvalOptions) -> list[dict]:
     if len(raw) != len(ref):
         raise ValueError(f"{name}: model track has {len(raw)} frames, reference {len(ref)}")
     model_ms = float(np.nanmean(raw.infer_ms))
+    times = np.arange(len(raw)) * 1000.0 / fps  # frame times (a prefiltered smoother needs them)
     rows = [_row(name, "raw", 0, fps, raw.keypoints, ref, model_ms)]
     oe = _track(opts, opts.model, video, smoothing=True, **kw)
     rows.append(_row(name, "one-euro default", 0, fps, oe.keypoints, ref, float(np.nanmean(oe.infer_ms))))
@@ -174,14 +175,14 @@ def evaluate_clip(name: str, opts: TemporalEvalOptions) -> list[dict]:
             with LearnedSmoother(SmootherOptions(model_path=path, delay=d,
                                                  min_score=opts.min_score)) as sm:
                 t0 = time.perf_counter()
-                out = sm.smooth_track(raw.keypoints, raw.scores)
+                out = sm.smooth_track(raw.keypoints, raw.scores, timestamps_ms=times)
                 ms = (time.perf_counter() - t0) * 1e3 / len(raw)
             rows.append(_row(name, f"{label} d={d}", d, fps, out, ref, model_ms + ms))
     if opts.offline:
         with LearnedSmoother(SmootherOptions(model_path=opts.smoother_path,
                                              min_score=opts.min_score)) as sm:
             t0 = time.perf_counter()
-            out = sm.smooth_track(raw.keypoints, raw.scores, offline=True)
+            out = sm.smooth_track(raw.keypoints, raw.scores, timestamps_ms=times, offline=True)
             ms = (time.perf_counter() - t0) * 1e3 / len(raw)
         rows.append(_row(name, "learned offline", None, fps, out, ref, model_ms + ms))
     for k in opts.keyframe_intervals:

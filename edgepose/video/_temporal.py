@@ -9,7 +9,9 @@ its window mean and divided by the person's size, so they are translation- and s
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: The shipped smoother and recovery models (trained by edgepose.compression.temporal).
 SMOOTHER_FILE = "smoothnet_w32.onnx"
+#: The zero-lag smoother with a One Euro prefilter input (used for delay 0 when shipped).
+ZERO_LAG_SMOOTHER_FILE = "smoothnet_w32_zerolag.onnx"
 RECOVERY_FILE = "keyframe_recovery_w32.onnx"
 #: Smallest person size (px) used to normalise, so a degenerate pose cannot divide by ~0.
 MIN_SCALE = 8.0
@@ -55,6 +59,62 @@ def from_channels(ch: np.ndarray, center: np.ndarray, scale: float, joints: int 
     """Inverse of :func:`to_channels`: (C, T) -> (T, J, 2) pixels."""
     px = ch * scale + center[:, None]
     return px.T.reshape(ch.shape[1], joints, 2)
+
+
+def frame_side(kp: np.ndarray) -> np.ndarray:
+    """Bounding-box longer side (px, >= MIN_SCALE) of each frame's pose: (..., J, 2) -> (...).
+
+    The person size the One Euro prefilter of a :class:`PriorSmoothNet`-style smoother divides
+    the speed by (the runtime has no ROI there, only the keypoints).
+    """
+    kp = np.asarray(kp, dtype=np.float64)
+    ext = (kp.max(axis=-2) - kp.min(axis=-2)).max(axis=-1)
+    return np.maximum(ext, MIN_SCALE)
+
+
+def prefilter_config(metadata: dict):
+    """The One Euro prefilter of a smoother from its ``edgepose.prefilter`` metadata (JSON:
+    ``{"kind": "one_euro", "min_cutoff": .., "beta": .., "d_cutoff": ..}``), or None."""
+    from edgepose.video.one_euro import OneEuroConfig
+
+    raw = metadata.get("edgepose.prefilter")
+    if not raw:
+        return None
+    d = json.loads(raw)
+    if d.get("kind") != "one_euro":
+        raise ModelLoadError(f"edgepose.prefilter kind {d.get('kind')!r} is not supported (only 'one_euro')")
+    return OneEuroConfig(min_cutoff=d["min_cutoff"], beta=d["beta"], d_cutoff=d["d_cutoff"])
+
+
+def one_euro_batch(x: np.ndarray, dt: np.ndarray, scale: np.ndarray, cfg) -> np.ndarray:
+    """One Euro over a batch of gap-free sequences, the arithmetic of
+    :class:`edgepose.video.one_euro.OneEuroFilter` vectorised over the batch (training side).
+
+    Args:
+        x: (B, N, ...) values (px), frame 0 starts each filter.
+        dt: (B,) seconds between frames of each sequence.
+        scale: (B, N) the person size of each frame (:func:`frame_side`).
+        cfg: a ``OneEuroConfig``.
+
+    Returns:
+        (B, N, ...) filtered values.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    extra = (1,) * (x.ndim - 2)
+    dt = np.asarray(dt, dtype=np.float64).reshape((-1,) + extra)
+    out = np.empty_like(x)
+    xh, dxh = x[:, 0].copy(), np.zeros_like(x[:, 0])
+    out[:, 0] = xh
+    r_d = 2.0 * math.pi * cfg.d_cutoff * dt
+    a_d = r_d / (1.0 + r_d)
+    for i in range(1, x.shape[1]):
+        diff = x[:, i] - xh
+        dxh = diff * (a_d / dt) + (1.0 - a_d) * dxh
+        r = np.abs(dxh) * (2.0 * math.pi * dt * cfg.beta / scale[:, i].reshape((-1,) + extra)) \
+            + 2.0 * math.pi * dt * cfg.min_cutoff
+        xh = xh + diff * (r / (1.0 + r))
+        out[:, i] = xh
+    return out
 
 
 def fill_gaps(ch: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

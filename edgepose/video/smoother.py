@@ -17,6 +17,12 @@ as observations; they are filled by interpolation of the confident ones around t
 wrong low-confidence detection cannot drag the smoothed track.
 
 Missing poses (no person) are gaps: they are filled the same way and emitted as ``None``.
+
+Prefiltered models (``edgepose.prefilter`` metadata, e.g. the zero-lag
+``smoothnet_w32_zerolag.onnx``): the network also sees the causal One Euro filter's output
+(computed here, restarted at gaps, the person size being each frame's pose box side) and
+returns that output plus a learned correction. They need real timestamps
+(:meth:`LearnedSmoother.push` always has them; pass ``timestamps_ms`` to ``smooth_track``).
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepose.video._temporal import (SMOOTHER_FILE, TemporalModel, fill_gaps, from_channels,
-                                      person_scale, to_channels)
+from edgepose.video._temporal import (SMOOTHER_FILE, ZERO_LAG_SMOOTHER_FILE, DATA_DIR, TemporalModel,
+                                      fill_gaps, frame_side, from_channels, person_scale,
+                                      prefilter_config, to_channels)
+from edgepose.video.one_euro import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,9 @@ class SmootherOptions:
     """Options of :class:`LearnedSmoother`.
 
     Attributes:
-        model_path: the exported smoother (.onnx); None = the shipped
-            ``edgepose/data/smoothnet_w32.onnx``.
+        model_path: the exported smoother (.onnx); None = the shipped one: for ``delay=0``
+            ``edgepose/data/smoothnet_w32_zerolag.onnx`` (zero-lag, One Euro prefilter) when
+            present, else ``edgepose/data/smoothnet_w32.onnx`` (every delay up to 16).
         delay: frames of look-ahead in online mode (the added latency is delay / fps). 0 is
             zero-lag; 2-4 (67-133 ms at 30 fps) already reach most of the offline quality.
             At most the model's ``edgepose.max_delay`` (16 for the shipped one).
@@ -88,8 +97,15 @@ class LearnedSmoother:
 
     def __init__(self, options: SmootherOptions | None = None):
         self.options = options or SmootherOptions()
+        default = SMOOTHER_FILE
+        if self.options.delay == 0 and (DATA_DIR / ZERO_LAG_SMOOTHER_FILE).is_file():
+            default = ZERO_LAG_SMOOTHER_FILE
         self.model = TemporalModel(self.options.model_path, kind="smoother",
-                                   default_file=SMOOTHER_FILE, num_threads=self.options.num_threads)
+                                   default_file=default, num_threads=self.options.num_threads)
+        #: One Euro parameters of the model's prefilter input, or None (a plain SmoothNet)
+        self.prefilter = prefilter_config(self.model.metadata)
+        #: the model also reads each keypoint's score (metadata ``edgepose.inputs``)
+        self.reads_scores = "score" in self.model.metadata.get("edgepose.inputs", "").split(",")
         self.window = self.model.window
         #: the largest delay the model was trained for (its metadata), and the offline mode's
         self.max_delay = int(self.model.metadata.get("edgepose.max_delay", self.window - 1))
@@ -107,6 +123,7 @@ class LearnedSmoother:
         self._obs: collections.deque = collections.deque(maxlen=self.window)
         self._pending: collections.deque = collections.deque()
         self._count = 0
+        self._oe = OneEuroFilter(self.prefilter) if self.prefilter is not None else None
 
     def push(self, keypoints: np.ndarray | None, timestamp_ms: int, *,
              scores: np.ndarray | None = None) -> list[SmoothedFrame]:
@@ -121,7 +138,19 @@ class LearnedSmoother:
             [] while the first ``delay`` frames fill the look-ahead, then exactly one frame.
         """
         kp, valid = self._observation(keypoints, scores)
-        self._obs.append((kp, valid))
+        if self._oe is None:
+            self._obs.append((kp, valid, None))
+        elif keypoints is None:  # a gap restarts a prefiltered model, like the One Euro filter it
+            self._oe.reset()     # refines: it was trained on gap-free tracks (and is zero-lag, so
+            self._obs.clear()    # no pending frame needs the old window)
+        else:
+            pf = self._oe(kp, timestamp_ms, scale=float(frame_side(kp)))
+            if self.reads_scores:
+                if scores is None:
+                    raise ValueError(f"{self.model.path.name} reads the keypoint scores: pass scores= "
+                                     "(the pose's (17,) scores) with each pose")
+                pf = (pf, np.asarray(scores, dtype=np.float64).reshape(17))
+            self._obs.append((kp, valid, pf))
         self._pending.append((self._count, int(timestamp_ms), keypoints is not None))
         self._count += 1
         if len(self._pending) <= self.delay:
@@ -151,24 +180,39 @@ class LearnedSmoother:
             return SmoothedFrame(idx, ts, None)
         kps = np.stack([o[0] for o in self._obs])
         valid = np.stack([o[1] for o in self._obs])
+        pf = sc = None
+        if self._oe is not None:
+            pf = np.stack([o[2][0] if self.reads_scores else o[2] for o in self._obs])
+            sc = np.stack([o[2][1] for o in self._obs]) if self.reads_scores else None
         pad = self.window - len(kps)
+        rep = lambda a: None if a is None else np.concatenate([np.repeat(a[:1], pad, axis=0), a])  # noqa: E731
         if pad:  # stream start: repeat the first frame, as in training
-            kps = np.concatenate([np.repeat(kps[:1], pad, axis=0), kps])
-            valid = np.concatenate([np.repeat(valid[:1], pad, axis=0), valid])
+            kps, valid, pf, sc = rep(kps), rep(valid), rep(pf), rep(sc)
         pos = self.window - 1 - lookahead
-        out = self._run(kps[None], valid[None])[0]
+        out = self._run(kps[None], valid[None], None if pf is None else pf[None],
+                        None if sc is None else sc[None])[0]
         return SmoothedFrame(idx, ts, out[pos].astype(np.float32))
 
     # -- batched ---------------------------------------------------------------------------------
-    def _run(self, wins: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Smooth a batch of windows (B, T, 17, 2) with validity (B, T, 17) -> (B, T, 17, 2)."""
+    def _run(self, wins: np.ndarray, valid: np.ndarray, pre: np.ndarray | None = None,
+             conf: np.ndarray | None = None) -> np.ndarray:
+        """Smooth a batch of windows (B, T, 17, 2) with validity (B, T, 17) -> (B, T, 17, 2);
+        ``pre``: the prefilter's output for the same windows (prefiltered models); ``conf``:
+        (B, T, 17) keypoint scores (models that read them)."""
         b, t = wins.shape[:2]
         chans, centers, scales, has = [], [], [], []
-        for w, v in zip(wins, valid):
+        for i, (w, v) in enumerate(zip(wins, valid)):
             wv = np.where(v[:, :, None], w, np.nan)
             scale = person_scale(wv)
             ch, center = to_channels(wv, scale)
-            ch, ok = fill_gaps(ch, np.repeat(v.T, 2, axis=0))
+            vc = np.repeat(v.T, 2, axis=0)
+            ch, ok = fill_gaps(ch, vc)
+            if pre is not None:  # (C, 2, T): [prefiltered, raw], normalised alike
+                pc, _ = to_channels(np.where(v[:, :, None], pre[i], np.nan), scale, center)
+                parts = [fill_gaps(pc, vc)[0], ch]
+                if conf is not None:
+                    parts.append(np.repeat(conf[i].T, 2, axis=0))
+                ch = np.stack(parts, axis=1)
             chans.append(ch)
             centers.append(center)
             scales.append(scale)
@@ -192,12 +236,15 @@ class LearnedSmoother:
         kps = np.asarray(keypoints, dtype=np.float64)
         n = len(kps)
         present = np.isfinite(kps).all(axis=(1, 2))
-        if not offline:
+        if self.prefilter is not None and timestamps_ms is None:
+            raise ValueError(f"{self.model.path.name} has a One Euro prefilter, which needs the frames' "
+                             "times: pass timestamps_ms=np.arange(n) * 1000 / fps")
+        if not offline or self.prefilter is not None:  # prefiltered: zero-lag only, online = offline
             self.reset()
             ts = np.arange(n) if timestamps_ms is None else timestamps_ms
             outs = []
             for i in range(n):
-                outs += self.push(kps[i] if present[i] else None, int(ts[i]),
+                outs += self.push(kps[i] if present[i] else None, ts[i],
                                   scores=None if scores is None else scores[i])
             outs += self.flush()
             self.reset()
