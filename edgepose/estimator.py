@@ -29,6 +29,8 @@ from edgepose.models import PoseModel, load_model
 from edgepose.models._crop import Roi
 from edgepose.models.base import Estimate
 from edgepose.types import Pose, PoseResult, Source
+from edgepose.video.identity import (DETECT_MIN_SCORE, PERSON_SELECTIONS, SEARCH_RADIUS, Anchor, choose_person,
+                                     jumped)
 from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
 from edgepose.video.smoother import SmootherOptions
 
@@ -68,6 +70,26 @@ class EstimatorOptions:
             (full-frame) pass; costs one more invoke, gains accuracy for small people.
         result_callback: live-stream mode: called as ``cb(result, image)`` from the worker.
         live_queue_size: live-stream mode: frames waiting at most; 1 keeps latency lowest.
+        person_selection: whom the video tracker follows when several people are in view
+            (video / live-stream modes). ``"model"`` (default): when there is no track the card's
+            own ``initial_roi`` (a full-frame pass for MoveNet) picks whoever the model finds
+            most salient. ``"nearest"``: a person detector (``person_detector``) lists everyone
+            and the tracker takes the person nearest the last tracked pose (within
+            ``identity_gate``), else the largest person; a tracked pose or an outside re-seed
+            (:meth:`PoseEstimator.reseed`, e.g. a server answer) whose crop jumps further than
+            ``identity_gate`` is treated as another person (see :mod:`edgepose.video.identity`).
+            Deterministic and model-independent: two models run this way start on the same
+            person. Costs one detector pass on starts, losses and jumps only.
+        person_detector: the multi-person card used by ``person_selection="nearest"``: a
+            registered name, or a loaded :class:`~edgepose.models.multipose.MultiPersonModel`
+            (not closed by :meth:`PoseEstimator.close`).
+            In image mode it is ignored (``detect`` has no track to keep).
+        identity_gate: ``person_selection="nearest"``: the largest move of the crop centre
+            between frames (from its position predicted at the recent velocity), in units of the
+            previous crop's side, still taken as the same person. 0.35: on vtest's training frames
+            (0-599) a tracked walker's centre moves 0.04 (median) to 0.26-0.29 (p99) of the crop
+            side per frame at 10 fps, a crop that slid onto a crossing neighbour 0.3-0.4 and a
+            re-acquisition elsewhere 1-6; 0.25 and 0.2 refused ordinary steps there.
     """
 
     running_mode: RunningMode = RunningMode.IMAGE
@@ -80,6 +102,9 @@ class EstimatorOptions:
     image_refine: bool = True
     result_callback: Callable[[PoseResult, np.ndarray], None] | None = None
     live_queue_size: int = 1
+    person_selection: str = "model"
+    person_detector: "str | PoseModel" = "movenet-multipose"
+    identity_gate: float = 0.35
 
     def __post_init__(self):
         try:
@@ -106,6 +131,13 @@ class EstimatorOptions:
                 "track run edgepose.video.smoother.LearnedSmoother(SmootherOptions(delay=N)) on the results")
         if not isinstance(self.live_queue_size, int) or self.live_queue_size < 1:
             raise ValueError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
+        if self.person_selection not in PERSON_SELECTIONS:
+            raise ValueError(f"EstimatorOptions.person_selection {self.person_selection!r} is not one of "
+                             f"{', '.join(PERSON_SELECTIONS)}; pass 'model' (default: the model's own full-frame "
+                             "pick) or 'nearest' (a person detector; the person nearest the track, else the largest)")
+        if not isinstance(self.identity_gate, (int, float)) or not self.identity_gate > 0:
+            raise ValueError(f"EstimatorOptions.identity_gate must be a number > 0 (crop sides), "
+                             f"got {self.identity_gate!r}")
 
 
 def check_frame(image) -> np.ndarray:
@@ -155,6 +187,12 @@ class PoseEstimator:
 
             self._learned = LearnedSmoother(self.options.learned_smoother)
         self._roi: Roi | None = None
+        #: person_selection="nearest": the person detector and where the followed person was last seen
+        self._detector = None
+        self._anchor: Anchor | None = None
+        self.identity_rejects = 0
+        if self.options.person_selection == "nearest" and self.options.running_mode != RunningMode.IMAGE:
+            self._detector = self._load_detector(num_threads)
         self._last_ts: int | None = None
         self._frame_index = 0
         self.dropped_frames = 0
@@ -165,6 +203,22 @@ class PoseEstimator:
             self._queue = queue.Queue(maxsize=self.options.live_queue_size)
             self._worker = threading.Thread(target=self._live_loop, name="edgepose-live", daemon=True)
             self._worker.start()
+
+    def _load_detector(self, num_threads):
+        from edgepose.models.multipose import MultiPersonModel
+
+        given = self.options.person_detector
+        self._owns_detector = not isinstance(given, PoseModel)
+        det = load_model(given, num_threads=num_threads) if self._owns_detector else given
+        if not isinstance(det, MultiPersonModel):
+            if self._owns_detector:
+                det.close()
+            if self._owns_model:
+                self.model.close()
+            raise EdgePoseError(
+                f"EstimatorOptions.person_detector {getattr(det, 'name', given)!r} finds one person; "
+                "person_selection='nearest' needs a multi-person card such as 'movenet-multipose'")
+        return det
 
     # -- modes ---------------------------------------------------------------------------------
     def _require_mode(self, mode: RunningMode, method: str) -> None:
@@ -247,7 +301,36 @@ class PoseEstimator:
         _add(timings, est.timings_ms)
         return est
 
+    def _select(self, image, timings, ts: int) -> Estimate | None:
+        """person_selection="nearest": the detector's person nearest the anchor, else the largest."""
+        det = self._detector
+        if hasattr(det, "run_roi"):  # MoveNet MultiPose: small people score low; keep those above DETECT_MIN_SCORE
+            from edgepose.models.multipose import to_estimates
+
+            dec, t = det.run_roi(image, Roi.full_frame(image.shape[1], image.shape[0]), min_score=DETECT_MIN_SCORE)
+            people = to_estimates(dec)
+        else:
+            people, t = det.detect_people(image)
+        _add(timings, {"detect": sum(t.values())})
+        i = choose_person([p.roi.box() for p in people], self._anchor, SEARCH_RADIUS, ts)
+        if i is None:
+            return None
+        chosen = people[i]
+        roi = Roi.from_box(*chosen.roi.box())
+        est = self.model.estimate(image, roi)
+        _add(timings, est.timings_ms)
+        nxt = self.model.next_roi(est, (image.shape[1], image.shape[0]))
+        if nxt is not None and Anchor.of_roi(roi, ts).distance(nxt.cx, nxt.cy) > self.options.identity_gate:
+            # the single-person model found a neighbour in the chosen person's crop: keep the
+            # detector's own pose of the chosen person (its crop then follows that person)
+            self.identity_rejects += 1
+            est = Estimate(chosen.keypoints, chosen.scores, roi, float(np.mean(chosen.scores)),
+                           timings_ms=est.timings_ms)
+        return est
+
     def _track(self, image: np.ndarray, ts: int) -> PoseResult:
+        if self._detector is not None:
+            return self._track_nearest(image, ts)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         est = None
@@ -265,6 +348,45 @@ class PoseEstimator:
             self._roi = None
             self._reset_smoothers()
         timings["track"] = (time.perf_counter() - t1) * 1e3
+        return self._finish(image, est, ts, timings, t0)
+
+    def _track_nearest(self, image: np.ndarray, ts: int) -> PoseResult:
+        """The video pipeline with person_selection="nearest" (detector choice + identity guard)."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        size = (image.shape[1], image.shape[0])
+        min_score = self.options.min_pose_score
+        est, nxt = None, None
+        if self._roi is not None:
+            est = self.model.estimate(image, self._roi)
+            _add(timings, est.timings_ms)
+            if est.score < min_score:
+                est = self._select(image, timings, ts) if self.options.redetect_on_loss else None
+            else:
+                nxt = self.model.next_roi(est, size)
+                if jumped(nxt, self._anchor, self.options.identity_gate, ts):
+                    # the crop slid onto someone else: let the detector choose (nearest the anchor)
+                    self.identity_rejects += 1
+                    est, nxt = self._select(image, timings, ts), None
+        else:
+            est = self._select(image, timings, ts)
+        t1 = time.perf_counter()
+        if est is not None and est.score >= min_score:
+            self._roi = nxt if nxt is not None else self.model.next_roi(est, size)
+        else:
+            self._roi = None
+            self._reset_smoothers()
+        if self._roi is not None:
+            a = self._anchor
+            if a is None or not a.fresh(ts) or jumped(self._roi, a, self.options.identity_gate, ts):
+                self._reset_smoothers()  # a different person than the last one: do not smooth across
+                self._anchor = Anchor.of_roi(self._roi, ts)
+            else:
+                self._anchor = a.follow(self._roi, ts)
+        timings["track"] = (time.perf_counter() - t1) * 1e3
+        return self._finish(image, est, ts, timings, t0)
+
+    def _finish(self, image, est, ts, timings, t0) -> PoseResult:
         idx = self._frame_index
         self._frame_index += 1
         smooth = self.options.smoothing and self.options.smoother != "none"
@@ -297,8 +419,28 @@ class PoseEstimator:
         """The crop the next video frame will use (None: the detector / a full-frame pass runs)."""
         return self._roi
 
+    def is_other_person(self, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
+        """Whether an outside pose is of someone else than the followed person.
+
+        Only with ``person_selection="nearest"`` (else always False): True when the pose's crop
+        centre lies more than ``identity_gate`` x the last crop's side from where the followed
+        person was last seen (at most :data:`~edgepose.video.identity.ANCHOR_MAX_AGE_MS` ago).
+        """
+        if self._detector is None or self._anchor is None:
+            return False
+        if self._last_ts is not None and not self._anchor.fresh(self._last_ts):
+            return False
+        kps = np.asarray(keypoints, np.float32).reshape(17, 2)
+        sc = np.asarray(scores, np.float32).reshape(17)
+        w, h = image_size
+        roi = self.model.next_roi(Estimate(kps, sc, Roi.full_frame(w, h), float(sc.mean())), (w, h))
+        return jumped(roi, self._anchor, self.options.identity_gate, self._last_ts)
+
     def reseed(self, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
         """Re-seed the tracker from an external pose (e.g. a server's answer for a recent frame).
+
+        With ``person_selection="nearest"`` a pose of another person (:meth:`is_other_person`) is
+        refused: the tracker keeps its crop and ``identity_rejects`` counts it.
 
         Args:
             keypoints: (17, 2) COCO-17 frame px.
@@ -306,18 +448,27 @@ class PoseEstimator:
             image_size: (width, height) of the frame.
 
         Returns:
-            True when the pose gave a crop to track, False when it was too weak (tracker reset).
+            True when the pose gave a crop to track, False when it was too weak (tracker reset)
+            or, with ``person_selection="nearest"``, of another person (tracker unchanged).
         """
+        if self._detector is not None and self.is_other_person(keypoints, scores, image_size):
+            self.identity_rejects += 1
+            return False
         kps = np.asarray(keypoints, np.float32).reshape(17, 2)
         sc = np.asarray(scores, np.float32).reshape(17)
         w, h = image_size
         est = Estimate(kps, sc, Roi.full_frame(w, h), float(sc.mean()))
         self._roi = self.model.next_roi(est, (w, h)) if est.score >= self.options.min_pose_score else None
+        if self._detector is not None and self._roi is not None:
+            ts = self._last_ts if self._last_ts is not None else 0
+            a = self._anchor
+            self._anchor = Anchor.of_roi(self._roi, ts) if a is None or ts <= a.ts else a.follow(self._roi, ts)
         return self._roi is not None
 
     def reset(self) -> None:
         """Forget the tracked pose (e.g. on a scene cut)."""
         self._roi = None
+        self._anchor = None
         self._reset_smoothers()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -331,6 +482,8 @@ class PoseEstimator:
             self._worker.join(timeout=30)
         if self._owns_model:
             self.model.close()
+        if self._detector is not None and self._owns_detector:
+            self._detector.close()
         if self._learned is not None:
             self._learned.close()
 

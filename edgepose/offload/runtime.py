@@ -30,6 +30,11 @@ keyframe controller and the offload-rate controller (crop size and rate, from th
 
 The tracker hook: :func:`reseed_estimator` calls ``PoseEstimator.reseed(keypoints, scores,
 image_size)`` (falling back to setting the private ``_roi`` on an estimator without it).
+
+Identity: with ``EstimatorOptions(person_selection="nearest")`` an answer whose pose is of another
+person than the one the tracker follows (``PoseEstimator.is_other_person``; e.g. the acquisition's
+whole frame, where the server model picks whom it finds most salient) neither becomes the frame's
+result nor re-seeds the tracker; ``summary()["identity_rejects"]`` counts them.
 """
 
 from __future__ import annotations
@@ -113,8 +118,17 @@ class RuntimeOptions:
 
 
 def reseed_estimator(estimator, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> None:
-    """Make the estimator's next crop follow ``keypoints`` (frame px, COCO-17)."""
+    """Make the estimator's next crop follow ``keypoints`` (frame px, COCO-17).
+
+    The estimator may refuse a pose of another person (``person_selection="nearest"``).
+    """
     estimator.reseed(keypoints, scores, image_size)
+
+
+def other_person(estimator, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
+    """Whether the estimator's identity guard takes ``keypoints`` for someone else (False without one)."""
+    check = getattr(estimator, "is_other_person", None)
+    return bool(check(keypoints, scores, image_size)) if check is not None else False
 
 
 @dataclass
@@ -160,6 +174,8 @@ class CloudEdgeRuntime:
         self.sources = {s.value: 0 for s in Source}
         self.late_reseeds = 0
         self.cloud_propagated = 0
+        #: answers refused as another person than the tracked one (person_selection="nearest")
+        self.identity_rejects = 0
         self._cv2 = require("cv2", "base", package="opencv-python-headless")
         self._step = LatencyStats(window=100)
         self._lateness = LatencyStats(window=100)
@@ -179,7 +195,7 @@ class CloudEdgeRuntime:
                teacher: str = "movenet-thunder-fp32", link: str | LinkSpec = "loopback", profile=None,
                seed: int = 0, options: RuntimeOptions | None = None,
                client_options: ClientOptions | None = None, num_threads: int | None = None,
-               server_threads: int | None = None) -> "CloudEdgeRuntime":
+               server_threads: int | None = None, estimator_options=None) -> "CloudEdgeRuntime":
         """Build estimator, (embedded) server and client in one call.
 
         Args:
@@ -194,6 +210,8 @@ class CloudEdgeRuntime:
             seed: network emulation seed.
             num_threads: the edge model's threads.
             server_threads: the embedded server model's threads (default: ``num_threads``).
+            estimator_options: the edge :class:`~edgepose.EstimatorOptions` (video mode; default
+                ``EstimatorOptions(running_mode="video")``), e.g. ``person_selection="nearest"``.
         """
         from edgepose.estimator import EstimatorOptions, PoseEstimator
         from edgepose.server.app import PoseServer
@@ -205,7 +223,8 @@ class CloudEdgeRuntime:
         spec = link if isinstance(link, LinkSpec) else get_link(link, profile)
         if options is None and profile is not None:
             options = RuntimeOptions(budget_ms=profile.frame_budget.frame_ms)
-        est = PoseEstimator(edge_model, options=EstimatorOptions(running_mode="video"), num_threads=num_threads)
+        est = PoseEstimator(edge_model, options=estimator_options or EstimatorOptions(running_mode="video"),
+                            num_threads=num_threads)
         owned: list = []
         client = None
         if server is not None and spec.available:
@@ -428,7 +447,11 @@ class CloudEdgeRuntime:
             self._observe(p)
             if self.options.late_reseed_ms > 0 and ts - pts <= self.options.late_reseed_ms:
                 kps = apply_affine(invert_affine(m), r.outputs[KEYPOINTS][0][:, :2]).astype(np.float32)
-                reseed_estimator(self.estimator, kps, r.outputs[KEYPOINTS][0][:, 2], size)
+                sc = r.outputs[KEYPOINTS][0][:, 2]
+                if other_person(self.estimator, kps, sc, size):
+                    self.identity_rejects += 1
+                    continue
+                reseed_estimator(self.estimator, kps, sc, size)
                 self.late_reseeds += 1
         self._inflight = keep
 
@@ -471,6 +494,9 @@ class CloudEdgeRuntime:
         if float(scores.mean()) < self.estimator.options.min_pose_score:
             return None
         kps = apply_affine(invert_affine(m), out[:, :2]).astype(np.float32)
+        if other_person(self.estimator, kps, scores, size):
+            self.identity_rejects += 1  # another person than the tracked one: keep the edge pose
+            return None
         ok = scores > 0.2
         box = (tuple(float(v) for v in (*kps[ok].min(0), *kps[ok].max(0))) if ok.sum() >= 2
                else (0.0, 0.0, float(size[0]), float(size[1])))
@@ -528,7 +554,8 @@ class CloudEdgeRuntime:
         out = {"frames": self.budget.frames, "sources": dict(self.sources),
                "cloud_share": self.sources["cloud"] / n, "keyframe_interval": self.controller.k,
                "keyframe_changes": list(self.controller.changes), "late_reseeds": self.late_reseeds,
-               "cloud_propagated": self.cloud_propagated, "hold_ms": round(self.hold_ms(), 1),
+               "cloud_propagated": self.cloud_propagated, "identity_rejects": self.identity_rejects,
+               "hold_ms": round(self.hold_ms(), 1),
                "policy": {"mode": self.policy.config.mode,
                           "thresholds": [round(v, 4) for v in self.policy.thresholds()],
                           "skipped_no_fit": self.policy.skipped_no_fit, "skipped_cap": self.policy.skipped_cap},
