@@ -26,7 +26,10 @@ which the delayed smoother (d=2) carries. The round-1 run also exposed a runtime
 window spanning a missing-pose gap, which training never shows, gave 300-440 px errors on
 sports2d_demo); the smoother now restarts after a gap like One Euro, and the round-1
 candidates were re-scored: none qualified under either rule. Round 2 (the rule above, fixed
-before training its candidates) added the keypoint scores as an input (score_a1, score_a2).
+before training its candidates) added the keypoint scores as an input (score_a1, score_a2):
+none qualified. Round 3 (same rule), the loss in pixels instead of per person size, as the
+metrics pool it (px_prior_a1, px_score_a1). Each round's candidates are scored together with
+the earlier rounds'.
 
 The training clips' (in-sample) numbers are reported beside, for information.
 
@@ -62,7 +65,9 @@ VAL_PREFIXES = ("resource_data_example_ta_chi", "notebooks_videos_bedroom",
 RULE = ("on the 5 held-out clips at zero delay: qualifies = accel < One Euro default's AND pos <= One Euro "
         "default's; ship the qualifying candidate with the lowest accel; none: ship nothing")
 ROUND1 = ("round 1 rule: accel < One Euro AND pos < One Euro AND pos <= raw + 0.5 px; candidates prior_a1, "
-          "prior_a2, prior_a3, plain_a2; none qualified (before and after the gap fix)")
+          "prior_a2, prior_a3, plain_a2; none qualified (before and after the gap fix). Round 2 (rule above): "
+          "score_a1, score_a2 (keypoint-score input); none qualified. Round 3 (rule above): px_prior_a1, "
+          "px_score_a1 (loss in pixels)")
 
 
 def smooth0(clips, path: str) -> list[np.ndarray]:

@@ -127,3 +127,31 @@ def test_few_prior_training_steps_lower_the_loss_below_one_euro():
     with torch.no_grad():
         after = seq_loss(model.eval(), fixed, 1.0)[0].item()
     assert after < 0.97 * before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,prior", [("smoother", True), ("smoother", False), ("recovery", False)])
+def test_tflite_export_of_the_temporal_models_matches_torch_and_onnx(kind, prior, tmp_path):
+    """TFLite (litert-torch, one 34-channel window) = torch; the runtime runs it window by window."""
+    pytest.importorskip("litert_torch")
+    from edgepose.compression.temporal.export import PARITY_ATOL, example_input, export_onnx, export_tflite
+    from edgepose.compression.temporal.models import TemporalNetConfig, build
+    from edgepose.video._temporal import TemporalModel
+
+    torch.manual_seed(0)
+    model = build(kind, TemporalNetConfig(window=16, hidden=24, blocks=1), prior=prior)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    assert export_tflite(model, tmp_path / "m.tflite") <= PARITY_ATOL
+    export_onnx(model, tmp_path / "m.onnx")
+    x = example_input(model, 68, seed=7).numpy()  # two windows
+    lite = TemporalModel(tmp_path / "m.tflite", kind=kind, default_file="unused")
+    ort = TemporalModel(tmp_path / "m.onnx", kind=kind, default_file="unused")
+    try:
+        assert lite.window == 16 and ("edgepose.inputs" in lite.metadata) == prior
+        np.testing.assert_allclose(lite(x), ort(x), atol=PARITY_ATOL)
+    finally:
+        lite.close()
+        ort.close()

@@ -107,3 +107,54 @@ def export_onnx(model, path: str | os.PathLike, *, extra_metadata: dict | None =
     if not diff <= PARITY_ATOL:
         raise RuntimeError(f"ONNX export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
     return diff
+
+
+def export_tflite(model, path: str | os.PathLike, *, extra_metadata: dict | None = None,
+                  limits: dict[str, str] | None = None) -> float:
+    """Export ``model`` to fp32 TFLite (litert-torch) for one window of 34 channels (the
+    runtime runs more windows as consecutive calls), with the same ``edgepose.*`` metadata as
+    :func:`export_onnx` in an ``edgepose.json`` zip appended to the flatbuffer.
+
+    Returns:
+        The measured max abs difference torch vs LiteRT on random windows.
+
+    Raises:
+        edgepose.errors.MissingDependencyError: litert-torch or ai-edge-litert is missing.
+        RuntimeError: when the difference exceeds :data:`PARITY_ATOL`.
+    """
+    import zipfile
+
+    from edgepose._optional import require
+    from edgepose.version import __version__
+
+    litert_torch = require("litert_torch", "compress", package="litert-torch")
+    interpreter = require("ai_edge_litert.interpreter", "tflite", package="ai-edge-litert")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    litert_torch.convert(model, (example_input(model, 34),)).export(os.fspath(path))
+    it = interpreter.Interpreter(model_path=os.fspath(path), num_threads=1)
+    it.allocate_tensors()
+    i_in, i_out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    diff = 0.0
+    for seed in range(3):
+        x = example_input(model, 34, seed=seed)
+        it.set_tensor(i_in, x.numpy())
+        it.invoke()
+        with torch.no_grad():
+            diff = max(diff, float(np.abs(it.get_tensor(i_out) - model(x).numpy()).max()))
+    meta = {"edgepose.kind": model.kind, "edgepose.window": str(model.cfg.window),
+            "edgepose.net": json.dumps(model.cfg.to_dict()), "edgepose.version": __version__,
+            "edgepose.input": "one window: 34 channels (17 joints x (x, y)); (pixels - window mean) / person size",
+            "edgepose.parity_max_abs": f"{diff:.3g}"}
+    if getattr(model, "prior", False):
+        meta["edgepose.inputs"] = ",".join(model.inputs)
+    meta.update(limits or {})
+    if extra_metadata:
+        meta["edgepose.train"] = json.dumps(extra_metadata, default=str)
+    with zipfile.ZipFile(path, "a") as zf:  # appended after the flatbuffer; LiteRT ignores it
+        zf.writestr("edgepose.json", json.dumps(meta))
+    log.info("exported %s (%d bytes), parity max |torch - litert| = %.2e", path, path.stat().st_size, diff)
+    if not diff <= PARITY_ATOL:
+        raise RuntimeError(f"TFLite export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
+    return diff

@@ -63,6 +63,9 @@ class TrainConfig:
             zero lag (``max_delay=0``), where a plain SmoothNet did not beat One Euro.
         prefilter: the One Euro parameters of that input (person size = each frame's pose box).
         score_input: with ``prior``: the keypoint scores are a third input (uncertainty).
+        loss_units: smoother: ``"size"`` (errors divided by each sequence's person size, every
+            person counts alike) or ``"px"`` (errors in units of 100 px: large people weigh
+            more, as in the pooled pixel metrics of ``edgepose eval-video``).
     """
 
     kind: str = "smoother"
@@ -83,6 +86,7 @@ class TrainConfig:
     prior: bool = False
     prefilter: OneEuroConfig = field(default_factory=OneEuroConfig)
     score_input: bool = False
+    loss_units: str = "size"
 
     def __post_init__(self):
         if self.kind not in ("smoother", "recovery"):
@@ -91,6 +95,8 @@ class TrainConfig:
             raise ValueError("TrainConfig.steps and batch must be >= 1")
         if not 0 <= self.max_delay < self.net.window:
             raise ValueError(f"TrainConfig.max_delay must be in [0, window), got {self.max_delay!r}")
+        if self.loss_units not in ("size", "px"):
+            raise ValueError(f"TrainConfig.loss_units must be 'size' or 'px', got {self.loss_units!r}")
         if self.score_input and not self.prior:
             raise ValueError("TrainConfig.score_input needs prior=True")
         if self.prior and self.kind != "smoother":
@@ -190,7 +196,7 @@ class SeqBatcher:
             if cfg.score_input:  # (BL, 34, T): each joint's score on its x and y channels
                 chans.append(np.repeat(conf[:, rows].reshape(b * L, t, 17).transpose(0, 2, 1), 2, axis=1))
             x = np.stack(chans, axis=2)  # (BL, 34, K, T)
-        seq_scale = batch_scale(edge)
+        seq_scale = batch_scale(edge) if cfg.loss_units == "size" else np.full(b, 100.0)
         tgt = teach[:, emit].reshape(b, L, -1)  # (B, L, 34)
         inp = edge[:, emit].reshape(b, L, -1)
         f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
@@ -298,9 +304,12 @@ def main(argv=None) -> int:
                    help="smoother: feed the causal One Euro output beside the raw track (PriorSmoothNet)")
     p.add_argument("--score-input", action="store_true",
                    help="with --prior: the keypoint scores are an input too (uncertainty)")
+    p.add_argument("--loss-units", choices=["size", "px"], default=TrainConfig.loss_units,
+                   help="smoother: errors per person size (default) or in pixels (as the metrics pool them)")
     p.add_argument("--val-clips", default=",".join(TrainConfig.val_clips),
                    help="comma-separated clip-name prefixes held out for validation")
     p.add_argument("--save-torch", default=None, help="also save the torch state_dict here")
+    p.add_argument("--tflite", default=None, help="also export an fp32 .tflite here (needs litert-torch)")
     p.add_argument("--cache-dir", default="runs/temporal_tracks")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
@@ -308,7 +317,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     cfg = TrainConfig(kind=a.kind, steps=a.steps, accel_weight=a.accel_weight, batch=a.batch,
                       emit_frames=a.emit_frames, seed=a.seed, max_delay=a.max_delay, prior=a.prior,
-                      score_input=a.score_input,
+                      score_input=a.score_input, loss_units=a.loss_units,
                       zero_lag_prob=1.0 if a.max_delay == 0 else a.zero_lag_prob,
                       val_clips=tuple(v for v in a.val_clips.split(",") if v),
                       net=TemporalNetConfig(window=a.window, hidden=a.hidden, blocks=a.blocks))
@@ -321,6 +330,10 @@ def main(argv=None) -> int:
     if a.save_torch:
         torch.save(model.state_dict(), a.save_torch)
     export_onnx(model, a.out, extra_metadata=info, limits=limits)
+    if a.tflite:
+        from edgepose.compression.temporal.export import export_tflite
+
+        export_tflite(model, a.tflite, extra_metadata=info, limits=limits)
     return 0
 
 

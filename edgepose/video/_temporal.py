@@ -174,9 +174,15 @@ class TemporalModel:
         self.output_name = self.backend.outputs[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Run the model on normalised channels; float32 in, float64 out."""
-        return self.backend.run({self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[
-            self.output_name].astype(np.float64)
+        """Run the model on normalised channels; float32 in, float64 out. A model with a fixed
+        channel count (a TFLite export: one window of 34 channels) runs window by window."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        fixed = self.backend.inputs[0].shape[0]
+        if isinstance(fixed, int) and fixed > 0 and len(x) != fixed:
+            if len(x) % fixed:
+                raise ValueError(f"{self.path.name} takes {fixed} channels per call, got {len(x)}")
+            return np.concatenate([self(x[i:i + fixed]) for i in range(0, len(x), fixed)])
+        return self.backend.run({self.input_name: x})[self.output_name].astype(np.float64)
 
     def close(self) -> None:
         self.backend.close()
