@@ -29,7 +29,7 @@ candidates were re-scored: none qualified under either rule. Round 2 (the rule a
 before training its candidates) added the keypoint scores as an input (score_a1, score_a2):
 none qualified. Round 3 (same rule), the loss in pixels instead of per person size, as the
 metrics pool it (px_prior_a1, px_score_a1). Each round's candidates are scored together with
-the earlier rounds'.
+the earlier rounds'. Round 3: none qualified; nothing is shipped.
 
 The training clips' (in-sample) numbers are reported beside, for information.
 
@@ -67,7 +67,7 @@ RULE = ("on the 5 held-out clips at zero delay: qualifies = accel < One Euro def
 ROUND1 = ("round 1 rule: accel < One Euro AND pos < One Euro AND pos <= raw + 0.5 px; candidates prior_a1, "
           "prior_a2, prior_a3, plain_a2; none qualified (before and after the gap fix). Round 2 (rule above): "
           "score_a1, score_a2 (keypoint-score input); none qualified. Round 3 (rule above): px_prior_a1, "
-          "px_score_a1 (loss in pixels)")
+          "px_score_a1 (loss in pixels); none qualified")
 
 
 def smooth0(clips, path: str) -> list[np.ndarray]:
