@@ -48,13 +48,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from edgepose.compression.temporal.baselines import POSITION_MARGIN_PX, load_clips, pooled
 from edgepose.eval.temporal_report import one_euro_track
 from edgepose.video._temporal import DATA_DIR, ZERO_LAG_SMOOTHER_FILE
 from edgepose.video.one_euro import OneEuroConfig
-from edgepose.video.smoother import LearnedSmoother, SmootherOptions
+from smoother_selection import smooth  # noqa: E402  (benchmarks/ is the script's folder)
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +69,12 @@ ROUND1 = ("round 1 rule: accel < One Euro AND pos < One Euro AND pos <= raw + 0.
           "px_score_a1 (loss in pixels); none qualified")
 
 
-def smooth0(clips, path: str) -> list[np.ndarray]:
-    with LearnedSmoother(SmootherOptions(model_path=path, delay=0)) as sm:
-        return [sm.smooth_track(c.edge, c.scores, timestamps_ms=np.arange(len(c.edge)) * 1000.0 / c.fps)
-                for c in clips]
-
-
 def score(clips, models: dict[str, str]) -> dict:
     raw = pooled(clips, [c.edge for c in clips])
     rows = {"raw": raw, "one-euro default": pooled(
         clips, [one_euro_track(c.edge, c.fps, OneEuroConfig(), c.scales) for c in clips])}
     for label, path in models.items():
-        rows[label] = pooled(clips, smooth0(clips, path))
+        rows[label] = pooled(clips, smooth(clips, path, 0))
     return {k: {"accel_error": a, "position_error": p, "pos_vs_raw_px": p - raw[1],
                 "accel_cut_vs_raw_pct": 100 * (1 - a / raw[0])} for k, (a, p) in rows.items()}
 
@@ -141,8 +134,8 @@ def main(argv=None) -> int:
     chk = "\n".join(f"| {k} | {'yes' if c['accel_below_one_euro'] else 'no'} | "
                     f"{'yes' if c['pos_not_above_one_euro'] else 'no'} | **{'yes' if c['qualifies'] else 'no'}** | "
                     f"{'yes' if c['info_pos_within_raw_margin'] else 'no'} |" for k, c in checks.items())
-    md = (f"# Zero-lag smoother selection (held-out training-pool clips)\n\n"
-          f"`python benchmarks/zero_lag_selection.py`; candidates: "
+    md = ("# Zero-lag smoother selection (held-out training-pool clips)\n\n"
+          "`python benchmarks/zero_lag_selection.py`; candidates: "
           + ", ".join(f"{k} `{v}` (sha256 {sha[k][:12]})" for k, v in models.items()) + ".\n\n"
           f"Rule, fixed before the candidates' numbers: {RULE}. History: {ROUND1}; see the script's "
           f"docstring (the first rule's raw + 0.5 px clause is unattainable at zero lag here: One Euro is "
