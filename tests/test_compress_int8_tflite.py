@@ -124,3 +124,11 @@ def test_tflite_export_fp32_matches_torch_and_int8_runs_with_the_movenet_card(tm
         pass
     with pytest.raises(ValueError, match="calibration crops"):
         export_tflite(net, tmp_path / "x.tflite", int8=True)
+
+
+def test_tflite_export_names_a_bad_calibration_method_before_needing_litert():
+    from edgepose.compression.export import export_tflite
+
+    with pytest.raises(ValueError, match=r"calibration_method 'kl' is not one of histogram, minmax"):
+        export_tflite(object(), "unused.tflite", int8=True, calibration=[np.zeros((192, 192, 3), np.uint8)],
+                      calibration_method="kl")

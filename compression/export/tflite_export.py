@@ -159,7 +159,7 @@ def _pt2e_module_name(graph_module, layer: str) -> str | None:
     return None
 
 
-def _quantized_body(net: MoveNetTorch, calibration: list[np.ndarray], float_layers=()):
+def _quantized_body(net: MoveNetTorch, calibration: list[np.ndarray], float_layers=(), calibration_method="histogram"):
     """The body as a PT2E int8 graph module calibrated on ``calibration`` crops, and its quantizer.
 
     The heads' Sigmoids stay float: quantised, the sigmoid heatmap came out of the converter as
@@ -173,8 +173,14 @@ def _quantized_body(net: MoveNetTorch, calibration: list[np.ndarray], float_laye
     logits = _LogitBody(net.body).eval()
     with torch.no_grad():
         m = torch.export.export(logits, (norm(calibration[0]),)).module()
-    q = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    qcfg = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    if calibration_method == "minmax":  # activation ranges = the calibration min / max (ORT's default)
+        import dataclasses
+
+        act = dataclasses.replace(qcfg.input_activation,
+                                  observer_or_fake_quant_ctr=pt2e_quantizer.MinMaxObserver.with_args(eps=2**-12))
+        qcfg = dataclasses.replace(qcfg, input_activation=act, output_activation=act)
+    q = pt2e_quantizer.PT2EQuantizer().set_global(qcfg)
     if float_layers:
         from litert_torch.quantize.pt2e_quantizer_utils import QuantizationConfig
 
@@ -209,7 +215,8 @@ def _run_tflite(path: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
 def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig = ExportConfig(), *,
                   int8: bool = False, calibration: list[np.ndarray] | None = None,
                   compression: dict | None = None, check_crops: list[np.ndarray] | None = None,
-                  int8_tol_px: float = 8.0, float_layers: tuple[str, ...] = ()) -> TFLiteExportResult:
+                  int8_tol_px: float = 8.0, float_layers: tuple[str, ...] = (),
+                  calibration_method: str = "histogram") -> TFLiteExportResult:
     """Export ``net`` (with its decoder) to ``path`` as fp32 or int8 TFLite and check it in LiteRT.
 
     Args:
@@ -224,6 +231,9 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
             guard; accuracy is measured on the evaluation set, not here).
         float_layers: ``body.layers`` names kept float in the int8 build (the most sensitive
             convolutions, e.g. the first one on the raw image).
+        calibration_method: activation ranges of the int8 build: ``"histogram"`` (litert-torch's
+            default observer, error-minimising ranges) or ``"minmax"`` (the calibration set's
+            min / max, as ONNX Runtime's default ``quantize`` calibration).
 
     Raises:
         edgepose.errors.MissingDependencyError: litert-torch / ai-edge-litert missing.
@@ -233,6 +243,9 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
     """
     from edgepose._optional import require
 
+    if calibration_method not in ("histogram", "minmax"):
+        raise ValueError(f"calibration_method {calibration_method!r} is not one of histogram, minmax; "
+                         "pass calibration_method='histogram' (default) or 'minmax'")
     litert_torch = require("litert_torch", "compress", package="litert-torch")
     if int8 and not calibration:
         raise ValueError("export_tflite(int8=True) needs calibration crops from the training frames "
@@ -247,11 +260,11 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
     if int8:
         from litert_torch.quantize.quant_config import QuantConfig
 
-        body, q = _quantized_body(net, list(calibration), float_layers)
+        body, q = _quantized_body(net, list(calibration), float_layers, calibration_method)
         deploy = _TFLiteDeploy(net, body)  # no .eval(): PT2E graph modules refuse train/eval switches
         litert_torch.convert(deploy, args, quant_config=QuantConfig(pt2e_quantizer=q)).export(os.fspath(path))
         comp["tflite_quantization"] = {"method": "litert-torch-pt2e-static", "weights": "int8 per-channel symmetric",
-                                       "activations": "int8 per-tensor (histogram)",
+                                       "activations": f"int8 per-tensor ({calibration_method})",
                                        "calibration_crops": len(calibration), "float_layers": list(float_layers)}
     else:
         deploy = _TFLiteDeploy(net, net.body).eval()
