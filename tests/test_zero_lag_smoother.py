@@ -24,12 +24,12 @@ def _track(n=60, seed=0):
     return clean + rng.normal(0, 2.0, size=clean.shape)
 
 
-def _export(tmp_path, *, zero_decoder: bool):
+def _export(tmp_path, *, zero_decoder: bool, scores: bool = False):
     from edgepose.compression.temporal.export import export_onnx
     from edgepose.compression.temporal.models import TemporalNetConfig, build
 
     torch.manual_seed(0)
-    model = build("smoother", TemporalNetConfig(window=16, hidden=24, blocks=1), prior=True)
+    model = build("smoother", TemporalNetConfig(window=16, hidden=24, blocks=1), prior=True, scores=scores)
     if not zero_decoder:
         with torch.no_grad():
             for p in model.parameters():
@@ -86,6 +86,25 @@ def test_trained_prior_model_is_causal_and_the_estimator_path_matches(tmp_path):
     np.testing.assert_array_equal(a[:40], b[:40])  # never reads a later frame
     assert not np.allclose(a[40], b[40])
     np.testing.assert_allclose(pushed, a, atol=1e-4)  # push (the estimator's path) = smooth_track
+
+
+def test_score_input_model_reads_the_scores_and_asks_for_them(tmp_path):
+    from edgepose.video.smoother import LearnedSmoother, SmootherOptions
+
+    kps = _track()
+    ts = np.arange(len(kps)) * 1000.0 / 30
+    conf = np.full((len(kps), 17), 0.9)
+    low = conf.copy()
+    low[30:, 5] = 0.1  # one joint turns unsure from frame 30 on
+    with LearnedSmoother(SmootherOptions(model_path=_export(tmp_path, zero_decoder=False, scores=True),
+                                         delay=0)) as sm:
+        assert sm.reads_scores
+        a = sm.smooth_track(kps, conf, timestamps_ms=ts)
+        b = sm.smooth_track(kps, low, timestamps_ms=ts)
+        with pytest.raises(ValueError, match=r"reads the keypoint scores: pass scores="):
+            sm.push(kps[0], 0)
+    np.testing.assert_array_equal(a[:30], b[:30])  # causal in the scores too
+    assert not np.allclose(a[30:], b[30:])
 
 
 def test_prefiltered_model_needs_frame_times(tmp_path):

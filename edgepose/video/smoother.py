@@ -139,18 +139,18 @@ class LearnedSmoother:
         """
         kp, valid = self._observation(keypoints, scores)
         if self._oe is None:
-            self._obs.append((kp, valid, None))
+            self._obs.append((kp, valid, None, None))
         elif keypoints is None:  # a gap restarts a prefiltered model, like the One Euro filter it
             self._oe.reset()     # refines: it was trained on gap-free tracks (and is zero-lag, so
             self._obs.clear()    # no pending frame needs the old window)
         else:
-            pf = self._oe(kp, timestamp_ms, scale=float(frame_side(kp)))
+            sc = None
             if self.reads_scores:
                 if scores is None:
                     raise ValueError(f"{self.model.path.name} reads the keypoint scores: pass scores= "
                                      "(the pose's (17,) scores) with each pose")
-                pf = (pf, np.asarray(scores, dtype=np.float64).reshape(17))
-            self._obs.append((kp, valid, pf))
+                sc = np.asarray(scores, dtype=np.float64).reshape(17)
+            self._obs.append((kp, valid, self._oe(kp, timestamp_ms, scale=float(frame_side(kp))), sc))
         self._pending.append((self._count, int(timestamp_ms), keypoints is not None))
         self._count += 1
         if len(self._pending) <= self.delay:
@@ -180,10 +180,8 @@ class LearnedSmoother:
             return SmoothedFrame(idx, ts, None)
         kps = np.stack([o[0] for o in self._obs])
         valid = np.stack([o[1] for o in self._obs])
-        pf = sc = None
-        if self._oe is not None:
-            pf = np.stack([o[2][0] if self.reads_scores else o[2] for o in self._obs])
-            sc = np.stack([o[2][1] for o in self._obs]) if self.reads_scores else None
+        pf = np.stack([o[2] for o in self._obs]) if self._oe is not None else None
+        sc = np.stack([o[3] for o in self._obs]) if self.reads_scores else None
         pad = self.window - len(kps)
         rep = lambda a: None if a is None else np.concatenate([np.repeat(a[:1], pad, axis=0), a])  # noqa: E731
         if pad:  # stream start: repeat the first frame, as in training
