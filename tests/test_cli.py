@@ -65,6 +65,19 @@ def test_run_with_the_learned_smoother_changes_the_track_and_bad_choice_is_named
     assert "argument --smoother: invalid choice: 'kalman'" in capsys.readouterr().err
 
 
+@pytest.mark.backend
+def test_run_can_follow_the_nearest_person_in_a_crowd(assets, tmp_path, capsys):
+    clip = assets / "data/opencv_doc/vtest.avi"
+    rc = main(["run", str(clip), "--model", "movenet-lightning-int8", "--out", str(tmp_path), "--max-frames", "6",
+               "--no-progress", "--no-video", "--person-selection", "nearest"])
+    assert rc == 0
+    lines = [json.loads(x) for x in (tmp_path / "vtest.poses.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(x["poses"] for x in lines)
+    with pytest.raises(SystemExit):
+        main(["run", str(clip), "--person-selection", "biggest"])
+    assert "argument --person-selection: invalid choice: 'biggest'" in capsys.readouterr().err
+
+
 def _readme_commands():
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", text, re.S)

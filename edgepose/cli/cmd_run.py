@@ -24,6 +24,9 @@ def add_arguments(p):
     p.add_argument("--smoother", choices=("one_euro", "learned", "none"), default="one_euro",
                    help="keypoint smoothing: One Euro (default), the learned zero-lag smoother, or none")
     p.add_argument("--no-smooth", action="store_true", help="same as --smoother none")
+    p.add_argument("--person-selection", choices=("model", "nearest"), default="model",
+                   help="whom to follow when several people are in view: the model's own pick (default) or "
+                        "'nearest' (MoveNet MultiPose lists everyone; the person nearest the track, else the largest)")
     p.add_argument("--no-video", action="store_true", help="write only the JSON lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -47,7 +50,7 @@ def run(args) -> int:
         src_spec = args.input
     model = load_model(args.model, card=args.card, num_threads=args.threads)
     opts = EstimatorOptions(running_mode=RunningMode.VIDEO, smoothing=not args.no_smooth,
-                            smoother=args.smoother)
+                            smoother=args.smoother, person_selection=args.person_selection)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "camera" if src_spec.isdigit() else Path(src_spec).stem
