@@ -139,6 +139,36 @@ def _student(student_dir: Path, step: int | None):
     return net.eval(), d["step"]
 
 
+def evaluate_file(path: str, threads: int = 1) -> dict:
+    """``edgepose eval`` protocol on the 161-person set; files without edgepose metadata (e.g. an
+    ORT int8 of the asset) use the MoveNet Lightning card of their format."""
+    from edgepose.compression.pipeline import _evaluate as _eval_card
+    from edgepose.errors import ModelLoadError
+    from edgepose.eval.runner import evaluate
+    from edgepose.models import load_model
+
+    root = str(ASSETS / "data")
+    try:
+        r = _eval_card(path, root, threads)
+        return {k: r[k] for k in ("pck_torso", "hard_pck_torso", "n_people")}
+    except ModelLoadError:
+        card = "movenet-lightning-int8" if str(path).endswith(".tflite") else "movenet-lightning-fp32"
+        with load_model(path, card=card, num_threads=threads) as m:
+            r = evaluate(m, root=root, progress=False)
+        return {"pck_torso": r.row("ALL").pck_torso, "hard_pck_torso": r.row("HARD").pck_torso,
+                "n_people": r.row("ALL").n_people}
+
+
+def write_report(name: str, out: dict, md: list[str]) -> None:
+    """benchmarks/results/NAME.json and .md, and the Markdown on stdout."""
+    import sys
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    sys.stdout.write("\n".join(md) + "\n")
+
+
 def _variants(a) -> int:
     import torch
 
@@ -146,22 +176,7 @@ def _variants(a) -> int:
     from edgepose.compression.export import ExportConfig, export_onnx, export_tflite
     from edgepose.compression.importer import import_movenet
     from edgepose.compression.latency import interleaved_latency
-    from edgepose.compression.pipeline import _evaluate as _eval_card
 
-    def _evaluate(path, root, threads):
-        """``edgepose eval`` protocol; files without edgepose metadata (ORT int8 of the asset) use the
-        MoveNet card explicitly."""
-        from edgepose.errors import ModelLoadError
-        from edgepose.eval.runner import evaluate
-        from edgepose.models import load_model
-
-        try:
-            return _eval_card(path, root, threads)
-        except ModelLoadError:
-            with load_model(path, card="movenet-lightning-fp32", num_threads=threads) as m:
-                r = evaluate(m, root=root, progress=False)
-            return {"pck_torso": r.row("ALL").pck_torso, "hard_pck_torso": r.row("HARD").pck_torso,
-                    "n_people": r.row("ALL").n_people}
     from edgepose.compression.quantize import QuantizeConfig, quantize
 
     torch.set_num_threads(1)
@@ -213,9 +228,7 @@ def _variants(a) -> int:
         build("student", p.path, snet)
     out = {"models": models, "notes": notes, "fallback_nodes": list(excl), "threads": a.threads}
     if not a.no_eval:
-        out["accuracy"] = {k: _evaluate(p, str(ASSETS / "data"), 1) for k, p in models.items()}
-        for v in out["accuracy"].values():
-            v.pop("rows", None)
+        out["accuracy"] = {k: evaluate_file(p) for k, p in models.items()}
     lat = interleaved_latency(models, rounds=a.rounds, per_round=5, threads=a.threads)
     out["latency_ms"] = {k: v.to_dict() for k, v in lat.items()}
     out["size_bytes"] = {k: os.path.getsize(p) for k, p in models.items()}

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-from compress_lightning import ASSETS, DEFAULT_LABELS, MODELS, RESULTS, _val_split  # noqa: E402
+from compress_lightning import DEFAULT_LABELS, MODELS, _val_split, evaluate_file, write_report  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,7 +29,6 @@ def main(argv=None) -> int:
     from edgepose.compression.distill.long_kd import build_student
     from edgepose.compression.export import ExportConfig, export_onnx, export_tflite
     from edgepose.compression.latency import interleaved_latency
-    from edgepose.compression.pipeline import _evaluate
     from edgepose.compression.prune import load_plan
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -63,19 +61,7 @@ def main(argv=None) -> int:
               "kd_fp32_onnx": onnx, "kd_int8_tflite": tfl}
     if Path(a.baseline_int8).is_file():
         models["lightning_int8_tflite"] = a.baseline_int8
-    acc = {}
-    for k, path in models.items():
-        if k in ("lightning_fp32_onnx", "official_int8_tflite"):
-            from edgepose.eval.runner import evaluate
-            from edgepose.models import load_model
-
-            card = "movenet-lightning-int8" if path.endswith(".tflite") else "movenet-lightning-fp32"
-            with load_model(path, card=card, num_threads=1) as m:
-                rr = evaluate(m, root=str(ASSETS / "data"), progress=False)
-            acc[k] = {"pck_torso": rr.row("ALL").pck_torso, "hard_pck_torso": rr.row("HARD").pck_torso}
-        else:
-            r = _evaluate(path, str(ASSETS / "data"), 1)
-            acc[k] = {"pck_torso": r["pck_torso"], "hard_pck_torso": r["hard_pck_torso"]}
+    acc = {k: evaluate_file(path) for k, path in models.items()}
     lat = interleaved_latency(models, rounds=a.rounds, per_round=5, threads=a.threads)
     off = lat["official_int8_tflite"].p50
     summary = json.loads((run / "long_kd.json").read_text())
@@ -92,10 +78,7 @@ def main(argv=None) -> int:
         md.append(f"| {k} | {acc[k]['pck_torso']:.1f} | {acc[k]['hard_pck_torso']:.1f} | {lat[k].p50:.2f} | "
                   f"{lat[k].p50 / off:.2f} |")
     md += ["", f"{a.threads} threads, {a.rounds} x 5 interleaved runs, load {out['load']:.1f}."]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lightning_kd_final.json").write_text(json.dumps(out, indent=1, default=str))
-    (RESULTS / "lightning_kd_final.md").write_text("\n".join(md) + "\n")
-    sys.stdout.write("\n".join(md) + "\n")
+    write_report("lightning_kd_final", out, md)
     return 0
 
 

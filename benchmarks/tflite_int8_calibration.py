@@ -13,14 +13,12 @@ reported for both; they decide nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from compress_lightning import ASSETS, DEFAULT_LABELS, MODELS, RESULTS, _val_split  # noqa: E402
+from compress_lightning import DEFAULT_LABELS, MODELS, _val_split, evaluate_file, write_report  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,7 +29,6 @@ def main(argv=None) -> int:
     from edgepose.compression.export.tflite_export import CONFIDENT_SCORE, _run_tflite
     from edgepose.compression.importer import import_movenet
     from edgepose.compression.latency import interleaved_latency
-    from edgepose.compression.pipeline import _evaluate
     from edgepose.compression.quantize import proxy_pck
     from edgepose.compression.quantize.sensitivity import predict
 
@@ -66,19 +63,7 @@ def main(argv=None) -> int:
     picked = "minmax" if d["minmax"] < d["histogram"] else "histogram"
     models = {"lightning_fp32_onnx": fp32, "official_int8_tflite": str(MODELS / "movenet_lightning_int8.tflite"),
               **{f"lightning_int8_{m}_tflite": p_ for m, p_ in built.items()}}
-    acc = {}
-    for k, path in models.items():
-        try:
-            r = _evaluate(path, str(ASSETS / "data"), 1)
-        except Exception:  # the asset files carry no edgepose metadata: use their card
-            from edgepose.eval.runner import evaluate
-            from edgepose.models import load_model
-
-            card = "movenet-lightning-int8" if path.endswith(".tflite") else "movenet-lightning-fp32"
-            with load_model(path, card=card, num_threads=1) as m:
-                rr = evaluate(m, root=str(ASSETS / "data"), progress=False)
-            r = {"pck_torso": rr.row("ALL").pck_torso, "hard_pck_torso": rr.row("HARD").pck_torso}
-        acc[k] = {"pck_torso": r["pck_torso"], "hard_pck_torso": r["hard_pck_torso"]}
+    acc = {k: evaluate_file(path) for k, path in models.items()}
     lat = interleaved_latency(models, rounds=a.rounds, per_round=5, threads=a.threads)
     off = lat["official_int8_tflite"].p50
     out = {"rule": __doc__.split("\n\n")[1].replace("\n", " "), "proxy_heldout_training_crops": proxy,
@@ -97,10 +82,7 @@ def main(argv=None) -> int:
                   f"{lat[k].p50:.2f} | {lat[k].p50 / off:.2f} |")
     md += ["", f"Picked by the rule: **{picked}**. {a.threads} threads, {a.rounds} x 5 interleaved runs (LiteRT / ORT), "
            f"load {out['load']:.1f}. Issue-4 target: PCK >= 66.8 at <= 0.6x the official int8 TFLite's latency."]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tflite_int8_calibration.json").write_text(json.dumps(out, indent=1, default=str))
-    (RESULTS / "tflite_int8_calibration.md").write_text("\n".join(md) + "\n")
-    sys.stdout.write("\n".join(md) + "\n")
+    write_report("tflite_int8_calibration", out, md)
     return 0
 
 
