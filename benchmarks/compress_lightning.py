@@ -278,7 +278,8 @@ def _kdcurve(a) -> int:
              "MoveNet Thunder pseudo-labels (heatmaps + keypoints) of licence-clean crops "
              f"({summ['n_train']} train / {summ['n_val']} held-out). Config: {json.dumps(summ['config'])}.", "",
              "Accuracy: the 161-person evaluation set, `edgepose eval` protocol (PCK@0.2 x torso). "
-             "Unpruned Lightning fp32: 67.7; official int8 TFLite: 65.8 (same runner).", "",
+             "Unpruned Lightning fp32: 67.7; official int8 TFLite: 65.8 (same runner, 'centre' crops, "
+             "before session 4; the protocol's 'index' crops read 68.6 / 67.4).", "",
              "| step | minutes | held-out KD loss | PCK@0.2 torso | hard slice |", "|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['step']} | {(r.get('seconds') or 0) / 60:.0f} | {val.get(r['step'], float('nan')):.3f} | "

@@ -37,3 +37,36 @@ def test_crop_pixels_sample_the_right_place_with_black_border():
     assert out[2, 2].tolist() == [0, 0, 0]           # frame (7, 7)
     border, _ = crop(frame, Roi.square(0, 0, 20), 20, 20)
     assert border[2, 2].tolist() == [0, 0, 0]        # outside the frame: black
+
+
+def test_index_convention_samples_pixel_i_at_coordinate_i_and_is_scoped_to_its_block():
+    from edgepose.models._crop import crop_convention
+
+    # A 1-px-wide vertical line at column 20 of a 40x40 frame; ROI = columns 10..30 -> 20 crop px.
+    frame = np.zeros((40, 40, 3), np.uint8)
+    frame[:, 20] = 200
+    roi = Roi.square(20, 20, 20)
+    centre, _ = crop(frame, roi, 20, 20)
+    with crop_convention("index"):
+        index, m = crop(frame, roi, 20, 20)
+    after, _ = crop(frame, roi, 20, 20)
+    # centre: pixel 20 spans [20, 21] -> crop column 10; index: pixel 20 sits at 20 -> also column
+    # 10, but for a 2x upscale the two differ by half a source pixel minus half a crop pixel.
+    np.testing.assert_array_equal(after, centre)
+    assert index[10, 10, 0] == 200 and index[10, 9, 0] == 0 and index[10, 11, 0] == 0
+    np.testing.assert_allclose(m, roi_to_crop_matrix(roi, 20, 20))
+    up = Roi.square(20, 20, 10)  # 2x upscale: index puts pixel 20 at crop x = 10 exactly
+    with crop_convention("index"):
+        idx_up, _ = crop(frame, up, 20, 20)
+    ctr_up, _ = crop(frame, up, 20, 20)
+    assert idx_up[5, 10, 0] == 200 and idx_up[5, 9, 0] == 100 and idx_up[5, 11, 0] == 100
+    # centre: pixel 20's centre (20.5) lands at crop (20.5 - 15) * 2 = 11 -> index 10.5: columns 10, 11
+    assert ctr_up[5, 10, 0] == 150 and ctr_up[5, 11, 0] == 150
+
+
+def test_an_unknown_crop_convention_is_refused_with_the_choices():
+    from edgepose.models._crop import crop_convention
+
+    with pytest.raises(ValueError, match="'corner' is not one of centre, index"):
+        with crop_convention("corner"):
+            pass

@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
     p.add_argument("--model-dir", help="an extra folder to search for model files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--crop-convention", choices=("index", "centre"), default="index",
+                   help="pixel convention of the crops: 'index' (default) is the ASSETS.md "
+                   "protocol behind the reference numbers; 'centre' is the runtime's")
 
 
 def run(args) -> int:
@@ -36,7 +39,8 @@ def run(args) -> int:
     root = resolve_data_root(args.data_root)
     with load_model(args.model, card=args.card, num_threads=args.threads,
                     model_dir=args.model_dir) as model:
-        report = evaluate(model, datasets=names, root=root, progress=not args.no_progress)
+        report = evaluate(model, datasets=names, root=root, progress=not args.no_progress,
+                          crop=args.crop_convention)
     print(report.format_table())
     if args.json:
         with open(args.json, "w") as fh:

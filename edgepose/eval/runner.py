@@ -24,9 +24,17 @@ import numpy as np
 from edgepose.errors import ConfigError
 from edgepose.eval.datasets import HARD, Person, get_spec, load_dataset, resolve_data_root, resolve_names
 from edgepose.eval.metrics import BBOX_ALPHA, TORSO_ALPHA, oks_ap, pck_bbox, pck_torso
+from edgepose.models._crop import CROP_CONVENTIONS, crop_convention
 from edgepose.models.base import PoseModel
 
 log = logging.getLogger(__name__)
+
+#: Pixel convention of the evaluation crops: ``"index"`` (``cv2.warpAffine`` with the ROI matrix,
+#: pixel i at coordinate i) is the one behind ASSETS.md's reference numbers: it reproduces
+#: Lightning fp32's 68.6 exactly, where the runtime's ``"centre"`` convention reads 67.7. The
+#: 161-person set moves by about 1 PCK with half a pixel of crop shift, so compare only numbers
+#: taken with the same convention (every report records it).
+PROTOCOL_CROP = "index"
 
 #: Name of the row pooling every evaluated person.
 ALL = "ALL"
@@ -91,6 +99,7 @@ class EvalReport:
     results: list[PersonResult] = field(repr=False)
     data_root: str = ""
     seconds: float = 0.0
+    crop_convention: str = PROTOCOL_CROP
 
     def row(self, name: str) -> EvalRow:
         """The row named ``name`` (a dataset, ``ALL`` or ``HARD``)."""
@@ -108,6 +117,7 @@ class EvalReport:
             "protocol": {
                 "joints": "13 shared (nose, shoulders, elbows, wrists, hips, knees, ankles)",
                 "crop": "square 1.25 x GT box (MPII: centre, side scale x 200)",
+                "crop_convention": self.crop_convention,
                 "pck_torso_alpha": TORSO_ALPHA, "pck_bbox_alpha": BBOX_ALPHA,
                 "pooling": "hits / labelled joints", "units": "percent",
             },
@@ -172,14 +182,19 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def predict(model: PoseModel, people: list[Person], *, progress: bool = True,
-            desc: str = "") -> list[PersonResult]:
-    """Run ``model.estimate`` on each person's evaluation crop (each image read once)."""
+            desc: str = "", crop: str = PROTOCOL_CROP) -> list[PersonResult]:
+    """Run ``model.estimate`` on each person's evaluation crop (each image read once).
+
+    ``crop`` is the pixel convention of the crops (:data:`PROTOCOL_CROP` by default; ``"centre"``
+    is the runtime's).
+    """
     from tqdm import tqdm
 
+    _check_crop(crop)
     results: list[PersonResult] = []
     cached: tuple[Path | None, np.ndarray | None] = (None, None)
-    with tqdm(total=len(people), desc=desc or model.name, unit="person", disable=not progress,
-              leave=False) as bar:
+    with crop_convention(crop), tqdm(total=len(people), desc=desc or model.name, unit="person",
+                                     disable=not progress, leave=False) as bar:
         for p in people:
             if cached[0] != p.image_path:
                 cached = (p.image_path, _read_rgb(p.image_path))
@@ -192,8 +207,16 @@ def predict(model: PoseModel, people: list[Person], *, progress: bool = True,
     return results
 
 
+def _check_crop(crop: str) -> None:
+    if crop not in CROP_CONVENTIONS:
+        raise ConfigError(f"crop convention {crop!r} is not one of {', '.join(CROP_CONVENTIONS)}; "
+                          f"use {PROTOCOL_CROP!r} (the ASSETS.md protocol) unless you are checking "
+                          "the runtime's 'centre' crops")
+
+
 def evaluate(model: PoseModel, *, datasets: str | list[str] | None = None,
-             root: str | os.PathLike | None = None, progress: bool = True) -> EvalReport:
+             root: str | os.PathLike | None = None, progress: bool = True,
+             crop: str = PROTOCOL_CROP) -> EvalReport:
     """Evaluate ``model`` on GT crops of the evaluation sets.
 
     Args:
@@ -202,16 +225,18 @@ def evaluate(model: PoseModel, *, datasets: str | list[str] | None = None,
             and ``hard``); None = every registered set (the 161 people of ASSETS.md).
         root: the data root holding coco_mini/ and mmpose_mini/ (default ``$EDGEPOSE_DATA``).
         progress: show a tqdm progress bar on stderr.
+        crop: the crops' pixel convention (:data:`PROTOCOL_CROP`, or ``"centre"``: the runtime's).
 
     Returns:
         An :class:`EvalReport`: a row per set, then ``ALL`` and (when a hard set ran) ``HARD``.
     """
     t0 = time.perf_counter()
+    _check_crop(crop)
     names = resolve_names(datasets)
     data_root = resolve_data_root(root)
     people = [p for n in names for p in load_dataset(n, data_root)]
     log.info("evaluating %s on %d people from %d sets", model.name, len(people), len(names))
-    results = predict(model, people, progress=progress)
+    results = predict(model, people, progress=progress, crop=crop)
     by_set = {n: [r for r in results if r.person.dataset == n] for n in names}
     rows = [score(n, by_set[n]) for n in names]
     rows.append(score(ALL, results))
@@ -219,7 +244,7 @@ def evaluate(model: PoseModel, *, datasets: str | list[str] | None = None,
     if hard:
         rows.append(score(HARD_ROW, hard))
     return EvalReport(model=model.name, rows=rows, results=results, data_root=str(data_root),
-                      seconds=time.perf_counter() - t0)
+                      seconds=time.perf_counter() - t0, crop_convention=crop)
 
 
-__all__ = ["evaluate", "predict", "score", "EvalReport", "EvalRow", "PersonResult", "ALL", "HARD_ROW"]
+__all__ = ["evaluate", "predict", "score", "PROTOCOL_CROP", "EvalReport", "EvalRow", "PersonResult", "ALL", "HARD_ROW"]

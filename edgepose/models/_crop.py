@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 
@@ -85,14 +87,50 @@ def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
+#: Pixel-coordinate conventions of :func:`crop`. ``"centre"`` (the runtime's): pixel i spans
+#: [i, i + 1], so the ROI's edges land on the crop's edges. ``"index"``: pixel i sits at
+#: coordinate i, i.e. ``cv2.warpAffine(frame, M)`` with the ROI matrix itself; crops are shifted
+#: by half a source pixel minus half a crop pixel. ASSETS.md's reference numbers were produced
+#: with ``"index"`` (it reproduces Lightning fp32's 68.6 exactly; ``"centre"`` reads 67.7), so
+#: the evaluation protocol uses it.
+CROP_CONVENTIONS = ("centre", "index")
+_CONVENTION: contextvars.ContextVar[str] = contextvars.ContextVar("edgepose_crop_convention",
+                                                                  default="centre")
+
+
+@contextlib.contextmanager
+def crop_convention(name: str):
+    """Use pixel convention ``name`` (one of :data:`CROP_CONVENTIONS`) for crops in this block.
+
+    Example:
+        >>> with crop_convention("index"):
+        ...     est = model.estimate(frame, roi)
+    """
+    if name not in CROP_CONVENTIONS:
+        raise ValueError(f"crop convention {name!r} is not one of {', '.join(CROP_CONVENTIONS)}; "
+                         "'centre' is the runtime's, 'index' the evaluation protocol's")
+    token = _CONVENTION.set(name)
+    try:
+        yield
+    finally:
+        _CONVENTION.reset(token)
+
+
 def crop(frame: np.ndarray, roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``roi`` of ``frame`` to ``out_w x out_h`` (bilinear, black border).
+
+    The pixel convention is the one set by :func:`crop_convention` (default ``"centre"``).
 
     Returns:
         ``(crop, M)``: the crop (same dtype as frame) and the frame->crop 2x3 matrix in
         continuous coordinates (use it with :func:`apply_affine` on keypoints).
     """
     cv2 = require("cv2", "base", package="opencv-python-headless")
+    if _CONVENTION.get() == "index":
+        m = roi_to_crop_matrix(roi, out_w, out_h)
+        out = cv2.warpAffine(frame, m, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out, m
     if roi.rotation == 0.0:
         return _crop_axis_aligned(cv2, frame, roi, out_w, out_h)
     m = roi_to_crop_matrix(roi, out_w, out_h)
