@@ -21,8 +21,9 @@ def add_arguments(p):
     p.add_argument("--out", default="runs", help="output folder (default: ./runs)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--smoother", choices=("one_euro", "learned", "none"), default="one_euro",
-                   help="keypoint smoothing: One Euro (default), the learned zero-lag smoother, or none")
+    p.add_argument("--smoother", choices=("one_euro", "learned_gain", "learned", "none"), default="one_euro",
+                   help="keypoint smoothing: One Euro (default), One Euro with a learned per-joint gain "
+                   "(learned_gain), the learned zero-lag SmoothNet (learned), or none")
     p.add_argument("--no-smooth", action="store_true", help="same as --smoother none")
     p.add_argument("--person-selection", choices=("model", "nearest"), default="model",
                    help="whom to follow when several people are in view: the model's own pick (default) or "

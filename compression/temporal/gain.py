@@ -1,0 +1,175 @@
+"""Train the learned-gain One Euro filter (:mod:`edgepose.video.gain_filter`) on teacher tracks.
+
+The recursion of the filter is unrolled in torch over 256-frame segments of the licence-clean
+training clips (edge track in, Thunder teacher track as reference, the references' exclusions of
+:func:`edgepose.compression.temporal.baselines.teacher_reference`), and the network is trained
+with ``position L2 + accel_weight x acceleration L2`` in pixels, the two quantities the metrics
+pool. The last layer starts at zero, so training starts from the One Euro filter itself.
+
+    from edgepose.compression.temporal.gain import GainConfig, train_gain, export_gain
+    net, log = train_gain(train_clips, GainConfig(accel_weight=1.5, steps=600))
+    export_gain(net, "gain.onnx")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from edgepose.video.gain_filter import FEATURES
+from edgepose.video.one_euro import OneEuroConfig
+
+log = logging.getLogger(__name__)
+_TWO_PI = 2.0 * math.pi
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    """Training settings (the shipped model: accel_weight 1.5, 600 steps, seed 0)."""
+
+    accel_weight: float = 1.5
+    steps: int = 600
+    lr: float = 3e-3
+    batch: int = 16
+    segment: int = 256
+    stride: int = 200
+    hidden: int = 16
+    seed: int = 0
+
+
+class GainNet(torch.nn.Module):
+    """(B, 17, 5) features -> (B, 17, 2) log-multipliers of One Euro's two cut-off terms."""
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.emb = torch.nn.Embedding(17, 4)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(4 + len(FEATURES), hidden), torch.nn.Tanh(),
+                                       torch.nn.Linear(hidden, 2))
+        torch.nn.init.zeros_(self.mlp[2].weight)
+        torch.nn.init.zeros_(self.mlp[2].bias)
+        torch.nn.init.zeros_(self.emb.weight)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        e = self.emb.weight.expand(feats.shape[0], 17, self.emb.weight.shape[1]).to(feats.dtype)
+        return self.mlp(torch.cat([e, feats], -1))
+
+
+def unroll(net: GainNet, x, score, valid, scale, dt, cfg: OneEuroConfig = OneEuroConfig()) -> torch.Tensor:
+    """The filter over (B, T, 17, 2) tracks; ``valid`` (B, T) restarts after gaps. Returns (B, T, 17, 2)."""
+    y = x[:, 0]
+    dx = torch.zeros_like(y)
+    prev_ok, prev_s = valid[:, 0], score[:, 0]
+    out = [y]
+    for t in range(1, x.shape[1]):
+        xt, ok = x[:, t], valid[:, t]
+        s, d = scale[:, t][:, None, None], dt[:, t][:, None, None]
+        r_d = _TWO_PI * cfg.d_cutoff * d
+        a_d = r_d / (1 + r_d)
+        diff = xt - y
+        dxh = a_d * diff / d + (1 - a_d) * dx
+        spd = dxh.abs() / s
+        inn = diff.norm(dim=-1) / s[..., 0]
+        f = torch.stack([score[:, t], prev_s, torch.log1p(inn * 20), torch.log1p(spd.norm(dim=-1) * 2),
+                         torch.log(d[..., 0] * 30).expand_as(inn)], -1)
+        g = net(f)
+        cut = cfg.min_cutoff * torch.exp(g[..., :1]) + cfg.beta * torch.exp(g[..., 1:]) * spd
+        r = _TWO_PI * d * cut
+        yn = y + r / (1 + r) * diff
+        restart = (ok & ~prev_ok)[:, None, None]
+        keep = (~ok)[:, None, None]
+        yn = torch.where(restart, xt, yn)
+        dxn = torch.where(restart, torch.zeros_like(dxh), dxh)
+        y = torch.where(keep, y, yn)
+        dx = torch.where(keep, dx, dxn)
+        prev_ok = ok
+        prev_s = torch.where(ok[:, None], score[:, t], prev_s)
+        out.append(y)
+    return torch.stack(out, 1)
+
+
+def to_batch(clips) -> list[torch.Tensor]:
+    """TuneClip-like objects (edge, scores, teacher, fps, scales) -> padded float64 tensors."""
+    T, B = max(len(c.edge) for c in clips), len(clips)
+    x = np.zeros((B, T, 17, 2))
+    sc = np.zeros((B, T, 17))
+    v = np.zeros((B, T), bool)
+    ref = np.full((B, T, 17, 2), np.nan)
+    scale, dt = np.ones((B, T)), np.ones((B, T))
+    for i, c in enumerate(clips):
+        n = len(c.edge)
+        x[i, :n] = np.nan_to_num(c.edge)
+        sc[i, :n] = np.nan_to_num(c.scores)
+        v[i, :n] = np.isfinite(c.edge).all(axis=(1, 2))
+        ref[i, :n] = c.teacher
+        scale[i, :n] = c.scales
+        dt[i] = 1.0 / c.fps
+    return [torch.tensor(a) for a in (x, sc, v, scale, dt, ref)]
+
+
+def track_loss(y, ref, valid, accel_weight: float):
+    """(loss, position L2, acceleration L2) in px, over frames with a reference."""
+    m = torch.isfinite(ref).all(-1) & valid[..., None]
+    r = torch.nan_to_num(ref)
+    pos = ((y - r).norm(dim=-1) * m).sum() / m.sum()
+    acc_p = y[:, 2:] - 2 * y[:, 1:-1] + y[:, :-2]
+    acc_r = r[:, 2:] - 2 * r[:, 1:-1] + r[:, :-2]
+    ma = m[:, 2:] & m[:, 1:-1] & m[:, :-2]
+    acc = ((acc_p - acc_r).norm(dim=-1) * ma).sum() / ma.sum()
+    return pos + accel_weight * acc, pos, acc
+
+
+def segments(clips, cfg: GainConfig) -> list:
+    out = []
+    for c in clips:
+        for s0 in range(0, len(c.edge), cfg.stride):
+            sl = slice(s0, s0 + cfg.segment)
+            out.append(replace(c, edge=c.edge[sl], scores=c.scores[sl], teacher=c.teacher[sl], scales=c.scales[sl]))
+    return [s for s in out if len(s.edge) > 16]
+
+
+def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True) -> tuple[GainNet, list[dict]]:
+    """Train on ``clips`` (:class:`~edgepose.compression.temporal.baselines.TuneClip`); deterministic."""
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    net = GainNet(cfg.hidden).double()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    segs = segments(clips, cfg)
+    rng = np.random.default_rng(cfg.seed)
+    history = []
+    for step in tqdm(range(cfg.steps), desc="learned gain", disable=not progress, leave=False):
+        idx = rng.choice(len(segs), size=min(cfg.batch, len(segs)), replace=False)
+        x, sc, v, scale, dt, ref = to_batch([segs[i] for i in idx])
+        loss, pos, acc = track_loss(unroll(net, x, sc, v, scale, dt), ref, v, cfg.accel_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 0 or step == cfg.steps - 1:
+            history.append({"step": step, "loss": loss.item(), "pos": pos.item(), "acc": acc.item()})
+    return net, history
+
+
+def export_gain(net: GainNet, path, *, config: OneEuroConfig = OneEuroConfig(), meta: dict | None = None) -> str:
+    """Write the network as ONNX (input ``features`` (1, 17, 5) float32, output ``gain``) with metadata."""
+    import onnx
+
+    net = net.float().eval()
+    torch.onnx.export(net, (torch.zeros(1, 17, len(FEATURES)),), str(path), input_names=["features"],
+                      output_names=["gain"], opset_version=17, dynamo=False)
+    model = onnx.load(str(path))
+    entries = {"edgepose.kind": "learned-gain-one-euro", "edgepose.one_euro": json.dumps(asdict(config)),
+               "edgepose.features": json.dumps(FEATURES), **{f"edgepose.{k}": json.dumps(v) for k, v in (meta or {}).items()}}
+    for k, v in entries.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(model, str(path))
+    net.double()
+    return str(path)
+
+
+__all__ = ["GainConfig", "GainNet", "unroll", "to_batch", "track_loss", "train_gain", "export_gain"]
