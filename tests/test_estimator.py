@@ -142,7 +142,7 @@ def test_reseed_sets_the_next_crop_from_an_external_pose():
 
 @pytest.mark.core
 def test_smoother_option_is_validated_with_the_choices():
-    with pytest.raises(ValueError, match=re.escape("EstimatorOptions.smoother 'kalman' is not one of one_euro, learned, none")):
+    with pytest.raises(ValueError, match=re.escape("EstimatorOptions.smoother 'kalman' is not one of one_euro, learned_gain, learned, none")):
         EstimatorOptions(smoother="kalman")
     from edgepose.video.smoother import SmootherOptions
     with pytest.raises(ValueError, match=re.escape("EstimatorOptions.learned_smoother.delay must be 0 inside the estimator")):
