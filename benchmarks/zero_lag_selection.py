@@ -29,7 +29,10 @@ candidates were re-scored: none qualified under either rule. Round 2 (the rule a
 before training its candidates) added the keypoint scores as an input (score_a1, score_a2):
 none qualified. Round 3 (same rule), the loss in pixels instead of per person size, as the
 metrics pool it (px_prior_a1, px_score_a1). Each round's candidates are scored together with
-the earlier rounds'. Round 3: none qualified; nothing is shipped.
+the earlier rounds'. Round 3: none qualified; nothing is shipped. Round 4 (same rule, another
+family: the network sets One Euro's gain instead of positions) is ``benchmarks/learned_gain.py``:
+one candidate qualified and ships as ``edgepose/data/gain_one_euro.onnx``
+(``smoother="learned_gain"``).
 
 The training clips' (in-sample) numbers are reported beside, for information.
 
