@@ -37,9 +37,9 @@ from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
 from edgepose.compression.temporal.gain import GainConfig, export_gain, train_gain  # noqa: E402
 from edgepose.eval.jitter import temporal_metrics  # noqa: E402
-from edgepose.eval.temporal import EVAL_CLIPS, reference_track  # noqa: E402
-from edgepose.eval.temporal_report import (CONSTRAINED_ONE_EURO, _track, one_euro_track, roi_sides,  # noqa: E402
-                                           video_size, TemporalEvalOptions)
+from edgepose.eval.temporal import EVAL_CLIPS, cached_model_track, default_assets_dir, reference_track  # noqa: E402
+from edgepose.eval.temporal_report import (CONSTRAINED_ONE_EURO, TemporalEvalOptions, one_euro_track,  # noqa: E402
+                                           roi_sides, video_size)
 from edgepose.video.gain_filter import LearnedGainFilter  # noqa: E402
 from edgepose.video.one_euro import OneEuroConfig  # noqa: E402
 
@@ -83,14 +83,12 @@ def main(argv=None) -> int:
         out["pooled"] = rows
         out["qualifies"] = bool(ho["learned gain"][0] < ho["one-euro default"][0]
                                 and ho["learned gain"][1] <= ho["one-euro default"][1])
-        opts = TemporalEvalOptions(cache_dir=a.cache_dir)
-        from edgepose.eval.temporal import default_assets_dir
-
+        edge_model = TemporalEvalOptions().model  # the per-frame model of benchmarks/temporal_eval.py
         root = default_assets_dir()
         evals = []
         for name, clip in EVAL_CLIPS.items():
             video = root / clip.video
-            raw = _track(opts, opts.model, video, start=clip.start, stop=clip.stop)
+            raw = cached_model_track(a.cache_dir, edge_model, video, start=clip.start, stop=clip.stop)
             ref = reference_track(clip, assets=root, cache_dir=a.cache_dir).astype(np.float64)
             kps = raw.keypoints.astype(np.float64)
             scales = roi_sides(kps, raw.scores, video_size(video))
