@@ -17,6 +17,10 @@ Two searches:
 * ``FINE_GRID`` (finer, ``d_cutoff`` searched too): ``CONSTRAINED_ONE_EURO`` of
   :mod:`edgepose.eval.temporal_report`, the "best One Euro under the position constraint" row.
 
+The fixed-lag One Euro (:class:`edgepose.video.one_euro.FixedLagOneEuro`, the baseline at the
+learned smoother's delay) is tuned by :func:`search_fixed_lag` with the same rule and clips
+(``benchmarks/temporal_equal_delay.py``).
+
     python -m edgepose.compression.temporal.baselines [--json OUT]
 """
 
@@ -122,6 +126,56 @@ def search(clips: list[TuneClip], grid: dict, margin: float = POSITION_MARGIN_PX
     log.info("raw acc %.3f pos %.3f; best under pos <= %.3f: %g Hz beta %g d %g -> acc %.3f pos %.3f",
              raw[0], raw[1], raw[1] + margin, mc, beta, dc, acc, pos)
     return OneEuroConfig(min_cutoff=mc, beta=beta, d_cutoff=dc), raw, table
+
+
+
+def search_fixed_lag(clips: list[TuneClip], grid: dict, delays=(2,), methods=None,
+                     margin: float = POSITION_MARGIN_PX):
+    """The same search for the fixed-lag One Euro (:class:`edgepose.video.one_euro.FixedLagOneEuro`)
+    at each delay of ``delays``, per method (default: every one of ``FIXED_LAG_METHODS``).
+
+    The rule is :func:`search`'s: per (method, delay), the lowest pooled acceleration error among
+    the settings whose pooled position error is at most the unfiltered track's + ``margin``.
+    The baseline at a delay is then the method + setting with the lowest acceleration error of
+    those per-method bests (:func:`pick_fixed_lag`).
+
+    Returns:
+        (raw (acc, pos), {(method, delay): (config, acc, pos) or None when no setting qualifies},
+        table of (method, delay, min_cutoff, beta, d_cutoff, acc, pos)).
+    """
+    from edgepose.eval.temporal_report import fixed_lag_from_forward
+    from edgepose.video.one_euro import FIXED_LAG_METHODS
+
+    methods = tuple(methods or FIXED_LAG_METHODS)
+    raw = pooled(clips, [c.edge for c in clips])
+    table = []
+    for mc, beta, dc in itertools.product(grid["min_cutoff"], grid["beta"], grid["d_cutoff"]):
+        cfg = OneEuroConfig(min_cutoff=mc, beta=beta, d_cutoff=dc)
+        fwd = [one_euro_track(c.edge, c.fps, cfg, c.scales) for c in clips]  # shared by all
+        for d in delays:
+            for m in methods:
+                acc, pos = pooled(clips, [fixed_lag_from_forward(c.edge, f, c.fps, cfg, d, c.scales, method=m)
+                                          for c, f in zip(clips, fwd)])
+                table.append((m, d, mc, beta, dc, acc, pos))
+    best = {}
+    for d in delays:
+        for m in methods:
+            ok = [r for r in table if r[0] == m and r[1] == d and r[6] <= raw[1] + margin]
+            if not ok:
+                best[(m, d)] = None
+                continue
+            r = min(ok, key=lambda r: r[5])
+            best[(m, d)] = (OneEuroConfig(min_cutoff=r[2], beta=r[3], d_cutoff=r[4]), r[5], r[6])
+            log.info("fixed-lag %s d=%d: best under pos <= %.3f: %g Hz beta %g d %g -> acc %.3f pos %.3f",
+                     m, d, raw[1] + margin, r[2], r[3], r[4], r[5], r[6])
+    return raw, best, table
+
+
+def pick_fixed_lag(best: dict, delay: int):
+    """The fixed-lag baseline at ``delay`` from :func:`search_fixed_lag`'s per-method bests: the
+    (method, config, acc, pos) with the lowest training acceleration error (None: none qualifies)."""
+    cands = [(m, *v) for (m, d), v in best.items() if d == delay and v is not None]
+    return min(cands, key=lambda c: c[2]) if cands else None
 
 
 def main(argv=None) -> int:

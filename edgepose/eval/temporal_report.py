@@ -23,6 +23,7 @@ frames it covers) plus the temporal method's own time.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,85 @@ def one_euro_track(kps: np.ndarray, fps: float, cfg: OneEuroConfig,
             continue
         s = float(scales[i]) if scales is not None else person_scale(k[None])
         out[i] = f(k, i * 1000.0 / fps, scale=s)
+    return out
+
+
+
+def fixed_lag_one_euro_track(kps: np.ndarray, fps: float, cfg: OneEuroConfig, delay: int,
+                             scales: np.ndarray | None = None, *,
+                             method: str = "forward-backward") -> np.ndarray:
+    """:class:`~edgepose.video.one_euro.FixedLagOneEuro` over a (N, 17, 2) track, aligned to
+    the input: row i is frame i's estimate (emitted ``delay`` frames later online). Arguments
+    as :func:`one_euro_track`; nan rows = no pose (the filter restarts after them).
+
+    Vectorised over the frames (the tuning runs it on every grid point); the same result as
+    pushing the track through :class:`~edgepose.video.one_euro.FixedLagOneEuro` and flushing.
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    if scales is None:
+        scales = np.array([person_scale(k[None]) if np.isfinite(k).all() else 1.0 for k in kps])
+    return fixed_lag_from_forward(kps, one_euro_track(kps, fps, cfg, scales), fps, cfg, delay,
+                                  scales, method=method)
+
+
+def fixed_lag_from_forward(kps: np.ndarray, forward: np.ndarray, fps: float, cfg: OneEuroConfig,
+                           delay: int, scales: np.ndarray, *,
+                           method: str = "forward-backward") -> np.ndarray:
+    """:func:`fixed_lag_one_euro_track` given the causal filter's track ``forward``
+    (``one_euro_track(kps, fps, cfg, scales)``), so several delays and methods can share it."""
+    from edgepose.video.one_euro import check_fixed_lag, triangular_weights
+
+    d = check_fixed_lag(delay, method)
+    kps = np.asarray(kps, dtype=np.float64)
+    n = len(kps)
+    present = np.isfinite(kps).all(axis=(1, 2))
+    out = np.array(forward, dtype=np.float64, copy=True)
+    out[~present] = np.nan
+    if d == 0 or n == 0:
+        return out
+    idx = np.arange(n)
+    start = present & np.r_[True, ~present[:-1]]
+    seg_first = np.maximum.accumulate(np.where(start, idx, 0))
+    end = present & np.r_[~present[1:], True]
+    seg_last = np.minimum.accumulate(np.where(end, idx, n)[::-1])[::-1]
+    rows = np.nonzero(present)[0]
+    ahead = np.minimum(rows + d, seg_last[rows]) - rows  # newer frames of the segment, <= d
+    ts = idx * 1000.0 / fps
+    if method == "forward-backward":
+        # the backward pass of every frame at once, arithmetic as OneEuroFilter.__call__
+        j = rows + ahead
+        xh, dxh = kps[j].copy(), np.zeros_like(kps[j])
+        for step in range(1, d + 1):
+            act = ahead >= step
+            if not act.any():
+                break
+            m = j[act] - step
+            dt = ((-ts[m]) - (-ts[m + 1])) * 1e-3
+            dt = dt[:, None, None]
+            r_d = 2.0 * math.pi * cfg.d_cutoff * dt
+            a_d = r_d / (1.0 + r_d)
+            diff = kps[m] - xh[act]
+            dx_hat = diff * (a_d / dt)
+            dx_hat += (1.0 - a_d) * dxh[act]
+            r = np.abs(dx_hat)
+            r *= 2.0 * math.pi * dt * cfg.beta / scales[m][:, None, None]
+            r += 2.0 * math.pi * dt * cfg.min_cutoff
+            diff *= r / (1.0 + r)
+            diff += xh[act]
+            xh[act], dxh[act] = diff, dx_hat
+        sel = ahead > 0
+        out[rows[sel]] = 0.5 * (out[rows[sel]] + xh[sel])
+        return out
+    h = np.minimum(np.minimum(ahead, rows - seg_first[rows]), d)
+    f = out.copy()
+    for hv in range(1, d + 1):
+        r = rows[h == hv]
+        if r.size:
+            w = triangular_weights(hv)
+            acc = w[0] * f[r - hv]
+            for i in range(1, 2 * hv + 1):
+                acc = acc + w[i] * f[r - hv + i]
+            out[r] = acc
     return out
 
 

@@ -1,10 +1,15 @@
 """One Euro filter (Casiez et al., CHI 2012), vectorised over keypoint coordinates.
 
+:class:`OneEuroFilter` is causal (zero delay); :class:`FixedLagOneEuro` runs it with a declared
+look-ahead of d frames (forward-backward or triangular), the One Euro baseline at the delay of a
+fixed-delay smoother (``benchmarks/temporal_equal_delay.py``).
+
 Timestamps are in milliseconds, the time axis shared with the tracker and the latency budget.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 
@@ -103,3 +108,149 @@ class OneEuroFilter:
         diff += self._x
         self._x, self._dx, self._t = diff, dx_hat, t
         return diff.copy()
+
+
+# -- fixed-lag One Euro: the baseline at the learned smoother's delay ---------------------------
+
+#: The fixed-lag smoothing methods of :class:`FixedLagOneEuro`.
+FIXED_LAG_METHODS = ("forward-backward", "triangular")
+#: The largest delay (frames) of :class:`FixedLagOneEuro`; its cost per frame grows with it.
+MAX_FIXED_LAG = 32
+
+
+def check_fixed_lag(delay, method: str = "forward-backward") -> int:
+    """Validate a fixed-lag delay (an int from 0 to :data:`MAX_FIXED_LAG`) and method."""
+    import numbers
+
+    if isinstance(delay, bool) or not isinstance(delay, numbers.Integral) or not 0 <= delay <= MAX_FIXED_LAG:
+        raise ValueError(f"FixedLagOneEuro delay must be an int from 0 to {MAX_FIXED_LAG} (frames), "
+                         f"got {delay!r}")
+    if method not in FIXED_LAG_METHODS:
+        raise ValueError(f"FixedLagOneEuro method must be one of {FIXED_LAG_METHODS}, got {method!r}")
+    return int(delay)
+
+
+def triangular_weights(h: int) -> np.ndarray:
+    """The centred (2h+1)-tap triangular kernel, normalised: ``h + 1 - |i|`` for i = -h..h."""
+    w = (h + 1.0) - np.abs(np.arange(-h, h + 1, dtype=np.float64))
+    return w / w.sum()
+
+
+@dataclass
+class LaggedValue:
+    """One output of :class:`FixedLagOneEuro`: input number ``index`` (from 0), its timestamp, and
+    its smoothed value (None where the input had none)."""
+
+    index: int
+    timestamp_ms: float
+    value: np.ndarray | None
+
+
+class FixedLagOneEuro:
+    """One Euro with a fixed, declared delay of ``delay`` frames: the baseline to compare a
+    fixed-delay smoother (e.g. :class:`edgepose.video.smoother.LearnedSmoother` at the same
+    delay) with.
+
+    After frame t arrives it emits frame ``t - delay``, computed from frames ``<= t`` only;
+    :meth:`flush` emits the last ``delay`` frames at the end of the stream. Two methods, both
+    built on the causal :class:`OneEuroFilter` (the same parameters, the same speed
+    normalisation by ``scale``):
+
+    * ``"forward-backward"``: the causal filter's output ``f(t-d)`` averaged with a backward
+      One Euro pass ``b(t-d)``, started at the newest observation ``x(t)`` (speed 0) and run
+      back over ``x(t-1) .. x(t-d)`` (each with its own ``scale`` and time step):
+      ``(f + b) / 2``. The forward estimate lags a moving joint and the backward one leads it,
+      so the lags cancel in part.
+    * ``"triangular"``: the centred (2d+1)-tap triangular average of the causal filter's
+      outputs ``f(t-2d) .. f(t)``.
+
+    A frame without a pose (``None`` or any non-finite value) or a timestamp not after the
+    previous one ends a segment: the causal filter restarts (as :class:`OneEuroFilter` does at
+    a pose loss), and neither method reads across the break: a frame near it uses the frames of
+    its own segment only (the backward pass starts at the segment's last frame, the triangular
+    window shrinks symmetrically). A frame with no newer frame in its segment, and every frame
+    at ``delay=0``, is the causal filter's output exactly.
+
+    Args:
+        config: the One Euro parameters.
+        delay: frames of look-ahead (an int from 0 to :data:`MAX_FIXED_LAG`).
+        method: one of :data:`FIXED_LAG_METHODS`.
+    """
+
+    def __init__(self, config: OneEuroConfig = OneEuroConfig(), delay: int = 2,
+                 method: str = "forward-backward"):
+        self.delay = check_fixed_lag(delay, method)
+        self.method = method
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history; pending frames are dropped."""
+        self._fwd = OneEuroFilter(self.config)
+        # (index, t, x, scale, forward output, segment id); x / forward are None without a pose
+        self._buf: collections.deque = collections.deque(maxlen=2 * self.delay + 1)
+        self._count = 0
+        self._pending = 0
+        self._seg = 0
+        self._last_t: float | None = None  # time of the previous frame, if it had a pose
+
+    def push(self, x: np.ndarray | None, timestamp_ms: float, *,
+             scale: float = 1.0) -> list[LaggedValue]:
+        """Add the next frame's values (None: no pose); returns the frame ``delay`` frames back
+        once it is known: [] while the first ``delay`` frames fill the look-ahead, then exactly
+        one :class:`LaggedValue`. ``scale`` as in :meth:`OneEuroFilter.__call__`."""
+        t = float(timestamp_ms)
+        arr = None if x is None else np.asarray(x, dtype=np.float64)
+        if arr is not None and np.isfinite(arr).all():
+            if not scale > 0:
+                raise ValueError(f"FixedLagOneEuro scale must be > 0, got {scale!r}")
+            if self._last_t is None or t <= self._last_t:
+                self._seg += 1  # a new segment: the causal filter restarts too
+                self._fwd.reset()
+            entry = (self._count, t, arr.copy(), float(scale), self._fwd(arr, t, scale=scale), self._seg)
+            self._last_t = t
+        else:
+            self._fwd.reset()
+            self._last_t = None
+            entry = (self._count, t, None, None, None, -1)
+        self._buf.append(entry)
+        self._count += 1
+        self._pending += 1
+        if self._pending <= self.delay:
+            return []
+        return [self._emit()]
+
+    def flush(self) -> list[LaggedValue]:
+        """End of stream: emit the frames still waiting for their look-ahead (``delay`` of them
+        once at least ``delay`` frames were pushed)."""
+        out = []
+        while self._pending:
+            out.append(self._emit())
+        return out
+
+    def _emit(self) -> LaggedValue:
+        buf = self._buf
+        pos = len(buf) - self._pending
+        self._pending -= 1
+        idx, t, x, _, f, seg = buf[pos]
+        if x is None:
+            return LaggedValue(idx, t, None)
+        ahead = pos
+        while ahead + 1 < len(buf) and buf[ahead + 1][5] == seg:
+            ahead += 1
+        if ahead == pos:  # no newer frame of this segment: the causal output
+            return LaggedValue(idx, t, f.copy())
+        if self.method == "forward-backward":
+            back = OneEuroFilter(self.config)  # time runs backwards: timestamps negated
+            for j in range(ahead, pos - 1, -1):
+                b = back(buf[j][2], -buf[j][1], scale=buf[j][3])
+            return LaggedValue(idx, t, 0.5 * (f + b))
+        before = pos
+        while before > 0 and buf[before - 1][5] == seg:
+            before -= 1
+        h = min(ahead - pos, pos - before, self.delay)
+        w = triangular_weights(h)
+        out = w[0] * buf[pos - h][4]
+        for i in range(1, 2 * h + 1):
+            out = out + w[i] * buf[pos - h + i][4]
+        return LaggedValue(idx, t, out)
