@@ -132,3 +132,34 @@ def test_tflite_export_names_a_bad_calibration_method_before_needing_litert():
     with pytest.raises(ValueError, match=r"calibration_method 'kl' is not one of histogram, minmax"):
         export_tflite(object(), "unused.tflite", int8=True, calibration=[np.zeros((192, 192, 3), np.uint8)],
                       calibration_method="kl")
+
+
+@pytest.mark.torch
+def test_sparse_heads_decode_equals_the_dense_decoder_on_real_crops():
+    """The LiteRT graph reads the regression / offset heads only at the decoded cells (their 1x1
+    convolution chains run on those few feature vectors): the keypoints and scores must equal
+    the dense model's decoder, and the chains must be the heads' real trailing convolutions."""
+    import torch
+
+    from edgepose.compression.export.tflite_export import _body_returning, _sparse_head_chains, _TFLiteDeploy
+    from edgepose.compression.importer import import_movenet
+    from edgepose.compression.importer.movenet import decode_heads_torch
+
+    net = import_movenet(LIGHTNING).eval()
+    found = _sparse_head_chains(net.body)
+    assert sorted(found) == [2, 3]  # regress, offset; heatmap / centre need their whole maps
+    for _, chain, dropped in found.values():
+        assert [k for k, _ in chain.kinds] == ["conv", "Relu", "conv"] and len(dropped) == 3
+    stems = _body_returning(net.body, {i: c[0] for i, c in found.items()}, {t for c in found.values() for t in c[2]})
+    assert len(stems.steps) == len(net.body.steps) - 6
+    sparse = _TFLiteDeploy(net, stems, {i: c[1] for i, c in found.items()}).eval()
+    x = torch.from_numpy(np.stack(_crops(4)))
+    with torch.no_grad():
+        got = sparse(x)[:, 0]
+        heads = net(net.normalise(x))
+        d = net.decode
+        want = decode_heads_torch(*heads, torch.tensor(d.center_weight), d.dist_offset, torch.tensor(d.out_scale))
+        dense = _TFLiteDeploy(net, net.body).eval()(x)[:, 0]
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert torch.allclose(dense, want, atol=1e-4)
+    assert float(want[..., 2].max()) > 0.3  # real people: confident joints, not an all-zero map
