@@ -41,6 +41,9 @@ class CompressConfig:
             points (None = off; :func:`~edgepose.compression.quantize.layer_sensitivity`).
         tflite: also export TFLite fp32 + int8 (litert-torch; skipped with a warning when it is
             not installed): on XNNPACK CPUs int8 TFLite is the fast path.
+        tflite_qat_steps: > 0: the int8 TFLite by quantisation-aware fine-tuning toward the float
+            student's outputs for this many steps on augmented training crops
+            (:mod:`edgepose.compression.quantize.qat`); 0 = post-training ranges.
         shippable_only: with no ``data``, train only on the licence allow-list
             (:func:`~edgepose.compression.data.shippable.shippable_sources`), as a model that is
             shipped must be; False = every training file of the pool (research use).
@@ -65,6 +68,7 @@ class CompressConfig:
     shippable_only: bool = True
     sensitivity_gate: float | None = None
     tflite: bool = True
+    tflite_qat_steps: int = 0
     version: int = 1
 
     def to_dict(self) -> dict:
@@ -103,6 +107,10 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     if not os.path.isfile(cfg.teacher):
         raise FileNotFoundError(f"teacher model not found: {cfg.teacher!r}; pass --teacher with the "
                                 "MoveNet Thunder ONNX (../shared/assets/models/movenet/movenet_thunder_fp32.onnx)")
+    if cfg.tflite_qat_steps:
+        from .quantize.qat import QATConfig
+
+        QATConfig(steps=cfg.tflite_qat_steps)  # a bad value fails here, not after the distillation
     net = import_movenet(cfg.model).to(memory_format=torch.channels_last)
     size = net.input_size[0]
     pcfg = PruneConfig(**cfg.prune)
@@ -162,8 +170,17 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
             from .export import export_tflite
 
             t32 = export_tflite(student, out / "student_fp32.tflite", compression=comp, check_crops=crops[:4])
+            qat = {}
+            if cfg.tflite_qat_steps:
+                from .quantize.qat import QATConfig
+
+                tr, _ = labels.split(0.1, 0)
+                aug = PseudoLabelDataset(labels, tr, out_size=size, scale=np.ones(3), shift=np.zeros(3),
+                                         augment_cfg=AugmentConfig())
+                qat = {"qat": QATConfig(steps=cfg.tflite_qat_steps),
+                       "qat_draw": lambda rng, n: np.stack([aug.raw(int(i))[0] for i in rng.integers(0, len(aug), n)])}
             t8 = export_tflite(student, out / "student_int8.tflite", int8=True, calibration=crops,
-                               compression=comp, check_crops=crops[:4])
+                               compression=comp, check_crops=crops[:4], **qat)
             models.update(student_fp32_tflite=t32.path, student_int8_tflite=t8.path)
             artifacts += [t32.path, t8.path]
         except ImportError as exc:  # litert-torch is not in the dev extras

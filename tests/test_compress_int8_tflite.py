@@ -163,3 +163,48 @@ def test_sparse_heads_decode_equals_the_dense_decoder_on_real_crops():
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
     assert torch.allclose(dense, want, atol=1e-4)
     assert float(want[..., 2].max()) > 0.3  # real people: confident joints, not an all-zero map
+
+
+def test_qat_config_and_export_arguments_are_checked_before_needing_litert():
+    from edgepose.compression.export import export_tflite
+    from edgepose.compression.quantize.qat import QATConfig
+
+    with pytest.raises(ValueError, match="QATConfig.steps must be an int >= 0, got -1"):
+        QATConfig(steps=-1)
+    with pytest.raises(ValueError, match="QATConfig.lr must be > 0"):
+        QATConfig(lr=0.0)
+    crop = [np.zeros((192, 192, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"needs int8=True and qat_draw .* qat_draw=None"):
+        export_tflite(object(), "unused.tflite", int8=True, calibration=crop, qat=QATConfig(steps=5))
+    with pytest.raises(ValueError, match="int8=False"):
+        export_tflite(object(), "unused.tflite", qat=QATConfig(steps=0))
+
+
+@pytest.mark.slow
+def test_tflite_int8_qat_fine_tunes_toward_the_float_outputs_and_exports(tmp_path):
+    """A few QAT steps on training crops: the loss is finite, the file runs with the MoveNet card
+    and its keypoints stay near the float model's (the sparse-head build)."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    import json as _json
+
+    from edgepose.compression.export import export_tflite
+    from edgepose.compression.importer import import_movenet
+    from edgepose.compression.quantize.qat import QATConfig
+    from edgepose.models import load_model
+
+    net = import_movenet(LIGHTNING)
+    crops = _crops(6)
+
+    def draw(rng, n):
+        return np.stack([crops[int(i)] for i in rng.integers(0, len(crops), n)])
+
+    r = export_tflite(net, tmp_path / "q.tflite", int8=True, calibration=crops[:4], check_crops=crops[4:],
+                      qat=QATConfig(steps=3, batch=2), qat_draw=draw)
+    comp = _json.loads(r.metadata["edgepose.compression"])
+    assert comp["tflite_quantization"]["method"] == "litert-torch-pt2e-qat"
+    assert comp["tflite_sparse_heads"] == ["regress", "offset"]
+    assert np.isfinite(comp["tflite_qat"]["loss_last"]) and comp["tflite_qat"]["steps"] == 3
+    assert r.int8 and r.mean_px < 8.0
+    with load_model(str(tmp_path / "q.tflite"), num_threads=1):
+        pass

@@ -6,11 +6,19 @@ The file reads like the official MoveNet TFLite: ``[1, H, W, 3]`` uint8 RGB in, 
 ``edgepose.json`` that LiteRT ignores and :func:`edgepose.backends.litert.read_tflite_metadata`
 reads back.
 
-int8 is post-training static quantisation through litert-torch's PT2E quantizer (per-channel
-symmetric int8 weights, int8 activations with histogram observers), calibrated on training
-crops. Only the network body is quantised: it is exported and calibrated on its own, then wrapped
-with the float input normalisation and the float MoveNet decoder (argmax / gathers on integer
-indices would otherwise get observers, and keypoint coordinates keep full precision).
+int8 is static quantisation through litert-torch's PT2E quantizer (per-channel symmetric int8
+weights, int8 activations), calibrated on training crops: post-training (histogram or min/max
+ranges), or with quantisation-aware fine-tuning toward the float model's own outputs
+(``qat=``, :mod:`edgepose.compression.quantize.qat`). Only the network body is quantised: it is
+exported and calibrated on its own, then wrapped with the float input normalisation and the
+float MoveNet decoder (argmax / gathers on integer indices would otherwise get observers, and
+keypoint coordinates keep full precision).
+
+The decoder reads the regression head at one cell (the centre) and the offset head at 17 (the
+keypoints). With ``sparse_heads`` (default) those heads' trailing 1x1 convolutions are not run
+over the 48x48 map: the body returns the features before them and the decoder applies them to
+the gathered feature vectors only (exact: a 1x1 convolution at a cell reads only that cell).
+The decoder is written channels-last (LiteRT's layout) so the float maps are never transposed.
 
 litert-torch is not in the dev extras (installed ``--no-deps`` where used); tests that need it
 are ``@pytest.mark.slow``.
@@ -18,6 +26,7 @@ are ``@pytest.mark.slow``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -332,7 +341,8 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
                   int8: bool = False, calibration: list[np.ndarray] | None = None,
                   compression: dict | None = None, check_crops: list[np.ndarray] | None = None,
                   int8_tol_px: float = 8.0, float_layers: tuple[str, ...] = (),
-                  calibration_method: str = "histogram", sparse_heads: bool = True) -> TFLiteExportResult:
+                  calibration_method: str = "histogram", sparse_heads: bool = True,
+                  qat=None, qat_draw=None) -> TFLiteExportResult:
     """Export ``net`` (with its decoder) to ``path`` as fp32 or int8 TFLite and check it in LiteRT.
 
     Args:
@@ -355,6 +365,11 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
             whole 48x48 map: the same result (a 1x1 convolution at a cell reads only that cell),
             about 10 % fewer MACs for MoveNet Lightning; in the int8 build those few vectors
             are computed in float. ``False`` exports the dense graph.
+        qat: a :class:`~edgepose.compression.quantize.qat.QATConfig`: instead of post-training
+            ranges, quantisation-aware fine-tuning of the int8 body toward the float model's
+            own outputs (calibrated first on ``calibration``; ``calibration_method`` and
+            ``float_layers`` do not apply).
+        qat_draw: ``draw(rng, n)`` -> (n, H, W, 3) uint8 augmented training crops for ``qat``.
 
     Raises:
         edgepose.errors.MissingDependencyError: litert-torch / ai-edge-litert missing.
@@ -367,6 +382,10 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
     if calibration_method not in ("histogram", "minmax"):
         raise ValueError(f"calibration_method {calibration_method!r} is not one of histogram, minmax; "
                          "pass calibration_method='histogram' (default) or 'minmax'")
+    if qat is not None and (not int8 or float_layers or (qat.steps and qat_draw is None)):
+        raise ValueError("export_tflite(qat=...) needs int8=True and qat_draw (training crops), without "
+                         f"float_layers; got int8={int8}, float_layers={tuple(float_layers)}, "
+                         f"qat_draw={'set' if qat_draw is not None else None}")
     litert_torch = require("litert_torch", "compress", package="litert-torch")
     if int8 and not calibration:
         raise ValueError("export_tflite(int8=True) needs calibration crops from the training frames "
@@ -389,11 +408,24 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
     if int8:
         from litert_torch.quantize.quant_config import QuantConfig
 
-        body, q = _quantized_body(net, list(calibration), float_layers, calibration_method, body=stems)
+        if qat is not None:
+            from ..quantize.qat import qat_body
+
+            logits = _LogitBody(stems).eval()
+            gm, q, hist = qat_body(logits, lambda a: net.normalise(torch.from_numpy(np.ascontiguousarray(a))),
+                                   list(calibration), qat_draw, qat)
+            body = _FloatSigmoid(gm, logits.sigmoid)
+            comp["tflite_qat"] = {**dataclasses.asdict(qat), "loss_first": hist[0]["loss"] if hist else None,
+                                  "loss_last": hist[-1]["loss"] if hist else None}
+        else:
+            body, q = _quantized_body(net, list(calibration), float_layers, calibration_method, body=stems)
         deploy = _TFLiteDeploy(net, body, chains)  # no .eval(): PT2E graph modules refuse train/eval switches
         litert_torch.convert(deploy, args, quant_config=QuantConfig(pt2e_quantizer=q)).export(os.fspath(path))
-        comp["tflite_quantization"] = {"method": "litert-torch-pt2e-static", "weights": "int8 per-channel symmetric",
-                                       "activations": f"int8 per-tensor ({calibration_method})",
+        comp["tflite_quantization"] = {"method": "litert-torch-pt2e-" + ("qat" if qat is not None else "static"),
+                                       "weights": "int8 per-channel symmetric",
+                                       "activations": "int8 per-tensor (" + ("moving-average fake-quantise, QAT"
+                                                                            if qat is not None else calibration_method)
+                                                      + ")",
                                        "calibration_crops": len(calibration), "float_layers": list(float_layers)}
     else:
         deploy = _TFLiteDeploy(net, stems, chains).eval()

@@ -57,6 +57,9 @@ def add_arguments(p):
                    help="per-layer int8 sensitivity pass: keep the most sensitive convolutions float until "
                         "the proxy PCK (held-out training crops) drops by at most POINTS")
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite fp32/int8 export (litert-torch)")
+    p.add_argument("--tflite-qat-steps", type=int, default=0, metavar="N",
+                   help="int8 TFLite by quantisation-aware fine-tuning toward the float student's outputs "
+                        "(N steps on augmented training crops, e.g. 1000) instead of post-training ranges")
     p.add_argument("--baseline", help="an extra model file timed / evaluated beside (e.g. the official "
                                       "movenet_lightning_int8.tflite)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-set accuracy")
@@ -91,7 +94,8 @@ def run(args) -> int:
                          prune=prune, distill={"steps": args.steps, "lr": args.lr},
                          quantize={"calibration": args.calibration}, evaluate=not args.no_eval,
                          baseline=args.baseline, threads=args.threads, device=args.device, budget=budget,
-                         sensitivity_gate=args.int8_sensitivity, tflite=not args.no_tflite)
+                         sensitivity_gate=args.int8_sensitivity, tflite=not args.no_tflite,
+                         tflite_qat_steps=args.tflite_qat_steps)
     try:
         compress(cfg, progress=True)
     except (ValueError, FileNotFoundError) as exc:
