@@ -173,6 +173,8 @@ def test_qat_config_and_export_arguments_are_checked_before_needing_litert():
         QATConfig(steps=-1)
     with pytest.raises(ValueError, match="QATConfig.lr must be > 0"):
         QATConfig(lr=0.0)
+    with pytest.raises(ValueError, match=r"QATConfig.loss must be one of \('logits', 'probabilities'\), got 'l2'"):
+        QATConfig(loss="l2")
     crop = [np.zeros((192, 192, 3), np.uint8)]
     with pytest.raises(ValueError, match=r"needs int8=True and qat_draw .* qat_draw=None"):
         export_tflite(object(), "unused.tflite", int8=True, calibration=crop, qat=QATConfig(steps=5))

@@ -413,7 +413,7 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
 
             logits = _LogitBody(stems).eval()
             gm, q, hist = qat_body(logits, lambda a: net.normalise(torch.from_numpy(np.ascontiguousarray(a))),
-                                   list(calibration), qat_draw, qat)
+                                   list(calibration), qat_draw, qat, sigmoid_outputs=tuple(logits.sigmoid))
             body = _FloatSigmoid(gm, logits.sigmoid)
             comp["tflite_qat"] = {**dataclasses.asdict(qat), "loss_first": hist[0]["loss"] if hist else None,
                                   "loss_last": hist[-1]["loss"] if hist else None}

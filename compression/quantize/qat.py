@@ -40,12 +40,17 @@ class QATConfig:
         lr: Adam learning rate (small: the float weights are already right).
         batch: crops per step.
         seed: draw of the training crops.
+        loss: what is matched to the float model: ``"logits"`` (every output as returned,
+            relative MSE) or ``"probabilities"`` (the outputs listed as ``sigmoid_outputs``
+            passed through the sigmoid first: the heat / centre maps where the decoder reads
+            them, not their large negative background logits).
     """
 
     steps: int = 1000
     lr: float = 1e-5
     batch: int = 8
     seed: int = 0
+    loss: str = "logits"
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 0:
@@ -54,11 +59,17 @@ class QATConfig:
             raise ValueError(f"QATConfig.lr must be > 0, got {self.lr!r}")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f"QATConfig.batch must be an int >= 1, got {self.batch!r}")
+        if self.loss not in QAT_LOSSES:
+            raise ValueError(f"QATConfig.loss must be one of {QAT_LOSSES}, got {self.loss!r}")
+
+
+#: The choices of :attr:`QATConfig.loss`.
+QAT_LOSSES = ("logits", "probabilities")
 
 
 def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tensor],
              calibration: list[np.ndarray], draw: Callable[[np.random.Generator, int], np.ndarray],
-             cfg: QATConfig = QATConfig(), *, progress: bool = True):
+             cfg: QATConfig = QATConfig(), *, sigmoid_outputs: tuple[int, ...] = (), progress: bool = True):
     """Fine-tune an int8 version of ``body`` toward ``body``'s float outputs.
 
     Args:
@@ -69,6 +80,8 @@ def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tens
         draw: ``draw(rng, n)`` -> (n, H, W, 3) uint8 training crops (augmented), never the
             evaluation set.
         cfg: the recipe.
+        sigmoid_outputs: indices of the outputs that are logits of a sigmoid (for
+            ``cfg.loss == "probabilities"``).
 
     Returns:
         (converted PT2E int8 graph module, the quantizer, loss history: list of dicts).
@@ -86,10 +99,15 @@ def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tens
                                is_qat=False)  # static annotation, fake-quantise constructors (module doc)
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(qcfg)
     m = quantize_pt2e.prepare_pt2e(m, quantizer)
+    sig = set(sigmoid_outputs) if cfg.loss == "probabilities" else set()
+
+    def outputs(module, x):
+        return [torch.sigmoid(o) if i in sig else o for i, o in enumerate(module(x))]
+
     with torch.no_grad():
         for i in range(0, len(cal), 8):
             m(normalise(cal[i:i + 8]))
-        ref = teacher(normalise(cal[:16]))
+        ref = outputs(teacher, normalise(cal[:16]))
     var = [float(t.var()) + 1e-8 for t in ref]
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in m.parameters() if p.requires_grad]
@@ -104,8 +122,8 @@ def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tens
     for step in range(cfg.steps):
         x = normalise(draw(rng, cfg.batch))
         with torch.no_grad():
-            target = teacher(x)
-        out = m(x)
+            target = outputs(teacher, x)
+        out = outputs(m, x)
         loss = sum(((o - t) ** 2).mean() / v for o, t, v in zip(out, target, var))
         opt.zero_grad()
         loss.backward()
@@ -128,4 +146,4 @@ def relative_output_error(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tenso
         return float(sum(((p - q) ** 2).mean() / (q.var() + 1e-8) for p, q in zip(a(x), b(x))))
 
 
-__all__ = ["QATConfig", "qat_body", "relative_output_error"]
+__all__ = ["QAT_LOSSES", "QATConfig", "qat_body", "relative_output_error"]
