@@ -59,11 +59,20 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--name", default="latency_ratio", help="results/NAME.json and .md")
+    p.add_argument("--speedup", action="append", default=[], metavar="SLOW/FAST",
+                   help="also report the per-round speed-up of model FAST over model SLOW (median of "
+                        "SLOW median / FAST median per round), e.g. fp32/int8; repeatable")
     a = p.parse_args(argv)
     base_name, _ = a.baseline
     models = dict([a.baseline] + a.models)
     if len(models) != len(a.models) + 1:
         p.error("model names must be distinct")
+    pairs = []
+    for sp in a.speedup:
+        slow, sep, fast = sp.partition("/")
+        if not sep or slow not in models or fast not in models:
+            p.error(f"--speedup {sp!r} must be SLOW/FAST with both names among {sorted(models)}")
+        pairs.append((slow, fast))
     report = {"baseline": base_name, "models": models, "rounds": a.rounds, "per_round": a.per_round,
               "load_before": round(os.getloadavg()[0], 2), "machine": platform.machine(),
               "cpus": os.cpu_count(), "threads": {}}
@@ -71,7 +80,10 @@ def main(argv=None) -> int:
         lat = interleaved_latency(models, rounds=a.rounds, per_round=a.per_round, threads=th)
         ratios = round_ratios({n: r.samples for n, r in lat.items()}, base_name, a.per_round)
         report["threads"][str(th)] = {"p50_ms": {n: round(r.p50, 3) for n, r in lat.items()},
-                                      "ratio_to_baseline": {n: summarise(r) for n, r in ratios.items()}}
+                                      "ratio_to_baseline": {n: summarise(r) for n, r in ratios.items()},
+                                      "speedup": {f"{sl}/{fa}": summarise(round_ratios(
+                                          {sl: lat[sl].samples, fa: lat[fa].samples}, fa, a.per_round)[sl])
+                                          for sl, fa in pairs}}
     report["load_after"] = round(os.getloadavg()[0], 2)
     lines = [f"# Latency relative to {base_name} (interleaved, per-round ratios)", "",
              f"{a.rounds} rounds x {a.per_round} runs per model; ratio = model median / {base_name} median in "
@@ -82,6 +94,11 @@ def main(argv=None) -> int:
         lines.append(f"| {base_name} | {th} | {d['p50_ms'][base_name]:.2f} | 1 |")
         for n, s in d["ratio_to_baseline"].items():
             lines.append(f"| {n} | {th} | {d['p50_ms'][n]:.2f} | **{s['median']:.3f}** ({s['q25']:.3f}-{s['q75']:.3f}) |")
+    if pairs:
+        lines += ["", "| speed-up (per-round SLOW / FAST) | threads | median (q25-q75) |", "|---|---:|---|"]
+        for th, d in report["threads"].items():
+            for k, s in d["speedup"].items():
+                lines.append(f"| {k} | {th} | **{s['median']:.3f}x** ({s['q25']:.3f}-{s['q75']:.3f}) |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(report, indent=1))
     (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")

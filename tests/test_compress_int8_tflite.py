@@ -119,6 +119,17 @@ def test_tflite_export_fp32_matches_torch_and_int8_runs_with_the_movenet_card(tm
     assert r.max_px < 0.5 and not r.int8
     q = export_tflite(net, tmp_path / "l8.tflite", int8=True, calibration=crops, check_crops=crops)
     assert q.int8 and q.mean_px < 8.0
+    comp = json.loads(q.metadata["edgepose.compression"])
+    assert comp["tflite_input"]["int8"] == "calibrated scale" and comp["tflite_sparse_heads"] == ["regress", "offset"]
+    e = export_tflite(net, tmp_path / "e8.tflite", int8=True, calibration=crops, check_crops=crops, exact_input=True)
+    assert e.mean_px < 8.0
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(str(tmp_path / "e8.tflite"))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    first_q = next(o for o in it._get_ops_details() if o["op_name"] == "QUANTIZE")
+    scale, zero = tensors[first_q["outputs"][0]]["quantization"]
+    assert zero == 0 and scale == pytest.approx(1 / 127.5, rel=1e-4)  # int8 input = pixel - 128
     assert (tmp_path / "l8.tflite").stat().st_size < 0.5 * (tmp_path / "l.tflite").stat().st_size
     with load_model(str(tmp_path / "l8.tflite"), num_threads=1):  # the card is read from the metadata
         pass
@@ -210,3 +221,26 @@ def test_tflite_int8_qat_fine_tunes_toward_the_float_outputs_and_exports(tmp_pat
     assert r.int8 and r.mean_px < 8.0
     with load_model(str(tmp_path / "q.tflite"), num_threads=1):
         pass
+
+
+@pytest.mark.torch
+def test_exact_input_shift_centres_movenet_normalisation_on_pixel_128_and_refuses_other_ones():
+    """MoveNet's x = p / 127.5 - 1 moves half a level to (p - 128) / 127.5, so that int8 input at
+    scale 1/127.5 is the pixel minus 128 exactly; a per-channel or off-centre normalisation has
+    no such offset."""
+    import torch
+
+    from edgepose.compression.export.tflite_export import _exact_input_shift
+    from edgepose.compression.importer import import_movenet
+
+    net = import_movenet(LIGHTNING)
+    shift = _exact_input_shift(net)
+    s = float(net.scale.flatten()[0])
+    assert shift == pytest.approx(-128 * s) and abs(shift - float(net.shift.flatten()[0])) <= 0.5 * s + 1e-9
+    p = torch.arange(256, dtype=torch.float32)
+    assert torch.equal(torch.round((p * s + shift) / s), p - 128)  # on the int8 grid, in range
+    net.shift.fill_(0.0)  # x = p / 127.5: centred on 0, not on the middle of the pixel range
+    assert _exact_input_shift(net) is None
+    net.shift.fill_(-1.0)
+    net.scale[0, 1] = 2 * s  # per-channel scales
+    assert _exact_input_shift(net) is None

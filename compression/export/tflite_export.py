@@ -159,16 +159,18 @@ class _TFLiteDeploy(torch.nn.Module):
     """uint8 NHWC RGB -> normalise -> ``body`` (float or PT2E-quantised graph) -> decoder.
 
     ``chains`` (head index -> :class:`_PointwiseChain`): the body returns that head's stem
-    features instead of its map, and the decoder runs the chain only at the cells it reads."""
+    features instead of its map, and the decoder runs the chain only at the cells it reads.
+    ``shift``: the input normalisation's offset instead of the network's (exact int8 input)."""
 
-    def __init__(self, net: MoveNetTorch, body: torch.nn.Module, chains: dict | None = None):
+    def __init__(self, net: MoveNetTorch, body: torch.nn.Module, chains: dict | None = None,
+                 shift: float | None = None):
         super().__init__()
         self.body = body
         d = net.decode
         self.register_buffer("center_weight", torch.tensor(d.center_weight))
         self.register_buffer("out_scale", torch.tensor(d.out_scale))
         self.register_buffer("scale", net.scale.detach().clone())
-        self.register_buffer("shift", net.shift.detach().clone())
+        self.register_buffer("shift", net.shift.detach().clone() if shift is None else torch.full_like(net.shift, shift))
         self.dist_offset = float(d.dist_offset)
         k = int(net.body.layers[_head_conv_name(net.body, 0)].out_channels)
         self.register_buffer("eye", torch.eye(k).view(1, k, k, 1))  # a constant: LiteRT has no IOTA
@@ -269,6 +271,42 @@ class _FloatSigmoid(torch.nn.Module):
         return tuple(outs)
 
 
+def _exact_input_shift(net: MoveNetTorch) -> float | None:
+    """The normalisation offset that makes the int8 input exact, or None when there is none.
+
+    A uniform normalisation ``x = p * s + b`` centred on the middle of the pixel range (MoveNet:
+    ``s = 1/127.5``, ``b = -1``, centre 127.5) is moved half a level to ``b = -128 s``: the
+    quantised input at scale ``s``, zero point 0, is then ``p - 128`` exactly (ONNX Runtime's
+    ``fold_input`` does the same). Otherwise the input gets a calibrated scale, and every pixel
+    a second rounding on top of its own 8 bits."""
+    sc, sh = net.scale.flatten(), net.shift.flatten()
+    s0, b0 = float(sc[0]), float(sh[0])
+    if not (torch.allclose(sc, sc[0]) and torch.allclose(sh, sh[0])) or s0 <= 0 or abs(b0 / s0 + 128) > 0.5 + 1e-6:
+        return None
+    return -128.0 * s0
+
+
+def _fix_input_observer(m, scale: float) -> int:
+    """Replace the observer of the prepared graph's input (reached through layout / padding ops,
+    e.g. the first convolution's explicit pad) by fixed ``(scale, 0)`` int8 qparams. Returns the
+    number of observers replaced."""
+    from torchao.quantization.pt2e.observer import FixedQParamsObserver, ObserverBase
+
+    passthrough = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default,
+                   torch.ops.aten.permute.default, torch.ops.aten.view.default, torch.ops.aten.reshape.default}
+    todo = [n for n in m.graph.nodes if n.op == "placeholder"]
+    done = 0
+    while todo:
+        for u in todo.pop().users:
+            if u.op == "call_module" and isinstance(getattr(m, u.target), ObserverBase):
+                setattr(m, u.target, FixedQParamsObserver(scale=scale, zero_point=0, dtype=torch.qint8,
+                                                          quant_min=-128, quant_max=127))
+                done += 1
+            elif u.op == "call_function" and u.target in passthrough:
+                todo.append(u)
+    return done
+
+
 def _pt2e_module_name(graph_module, layer: str) -> str | None:
     """The name litert-torch's module-name filter derives for ``body.layers[layer]`` in this graph.
 
@@ -283,17 +321,20 @@ def _pt2e_module_name(graph_module, layer: str) -> str | None:
 
 
 def _quantized_body(net: MoveNetTorch, calibration: list[np.ndarray], float_layers=(), calibration_method="histogram",
-                    body=None):
+                    body=None, input_shift: float | None = None, exact_input: bool = False):
     """The body (``net.body`` or a variant of it, e.g. returning sparse-head stems) as a PT2E int8
     graph module calibrated on ``calibration`` crops, and its quantizer.
 
     The heads' Sigmoids stay float: quantised, the sigmoid heatmap came out of the converter as
-    zeros (scores 0, keypoints from the regression alone)."""
+    zeros (scores 0, keypoints from the regression alone). ``input_shift`` (from
+    :func:`_exact_input_shift`): normalise with that offset; with ``exact_input`` also fix the
+    input's qparams so that the quantised input is the pixel minus 128."""
     from litert_torch.quantize import pt2e_quantizer
     from torchao.quantization.pt2e import quantize_pt2e
 
     def norm(c):
-        return net.normalise(torch.from_numpy(np.ascontiguousarray(c))[None])
+        x = net.normalise(torch.from_numpy(np.ascontiguousarray(c))[None])
+        return x if input_shift is None else x - net.shift + input_shift
 
     logits = _LogitBody(net.body if body is None else body).eval()
     with torch.no_grad():
@@ -316,6 +357,8 @@ def _quantized_body(net: MoveNetTorch, calibration: list[np.ndarray], float_laye
                 raise ValueError(f"float layer {layer!r} is not a module of the body; valid: body.layers keys")
             q.set_module_name(name, off)
     m = quantize_pt2e.prepare_pt2e(m, q)
+    if input_shift is not None and exact_input and _fix_input_observer(m, float(net.scale.flatten()[0])) != 1:
+        raise RuntimeError("exact int8 input: expected one observer on the body's input")
     with torch.no_grad():
         for c in calibration:
             m(norm(c))
@@ -342,7 +385,8 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
                   compression: dict | None = None, check_crops: list[np.ndarray] | None = None,
                   int8_tol_px: float = 8.0, float_layers: tuple[str, ...] = (),
                   calibration_method: str = "histogram", sparse_heads: bool = True,
-                  qat=None, qat_draw=None) -> TFLiteExportResult:
+                  qat=None, qat_draw=None, input_centre: bool = True,
+                  exact_input: bool = False) -> TFLiteExportResult:
     """Export ``net`` (with its decoder) to ``path`` as fp32 or int8 TFLite and check it in LiteRT.
 
     Args:
@@ -370,6 +414,14 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
             own outputs (calibrated first on ``calibration``; ``calibration_method`` and
             ``float_layers`` do not apply).
         qat_draw: ``draw(rng, n)`` -> (n, H, W, 3) uint8 augmented training crops for ``qat``.
+        input_centre: post-training int8: move the input normalisation's offset half a pixel
+            level, to the pixel value 128 (:func:`_exact_input_shift`; MoveNet's is 127.5), so
+            the int8 input can sit on the pixel grid. The input's scale stays calibrated.
+            Chosen for the shipped recipe on held-out training crops
+            (``benchmarks/results/tflite_int8_exact.md``).
+        exact_input: with ``input_centre``, also fix the input's int8 qparams at
+            ``(s, 0)``: the quantised input is then the pixel minus 128 exactly.
+        Both are ignored with ``qat`` or a normalisation they do not fit.
 
     Raises:
         edgepose.errors.MissingDependencyError: litert-torch / ai-edge-litert missing.
@@ -417,9 +469,16 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
             body = _FloatSigmoid(gm, logits.sigmoid)
             comp["tflite_qat"] = {**dataclasses.asdict(qat), "loss_first": hist[0]["loss"] if hist else None,
                                   "loss_last": hist[-1]["loss"] if hist else None}
+            shift = None
         else:
-            body, q = _quantized_body(net, list(calibration), float_layers, calibration_method, body=stems)
-        deploy = _TFLiteDeploy(net, body, chains)  # no .eval(): PT2E graph modules refuse train/eval switches
+            shift = _exact_input_shift(net) if input_centre or exact_input else None
+            body, q = _quantized_body(net, list(calibration), float_layers, calibration_method, body=stems,
+                                      input_shift=shift, exact_input=exact_input)
+            if shift is not None:
+                comp["tflite_input"] = {"normalisation_shift": shift,
+                                        "int8": "pixel - 128 (exact)" if exact_input else "calibrated scale"}
+        # no .eval() below: PT2E graph modules refuse train/eval switches
+        deploy = _TFLiteDeploy(net, body, chains, shift=shift)
         litert_torch.convert(deploy, args, quant_config=QuantConfig(pt2e_quantizer=q)).export(os.fspath(path))
         comp["tflite_quantization"] = {"method": "litert-torch-pt2e-" + ("qat" if qat is not None else "static"),
                                        "weights": "int8 per-channel symmetric",
