@@ -30,3 +30,14 @@ def test_an_unknown_importance_is_refused_by_the_parser(capsys):
         build_parser().parse_args(["compress", "--teacher", "t", "--model", "m", "--out", "o",
                                    "--importance", "l1"])
     assert "invalid choice: 'l1'" in capsys.readouterr().err
+
+
+@pytest.mark.core
+def test_a_negative_qat_step_count_is_an_error_naming_the_flag(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    rc = main(["compress", "--teacher", str(model), "--model", str(model), "--out", str(tmp_path / "out"),
+               "--tflite-qat-steps", "-5"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "--tflite-qat-steps must be >= 0" in err and "got -5" in err

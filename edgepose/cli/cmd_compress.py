@@ -73,6 +73,9 @@ def run(args) -> int:
                        ("--baseline", args.baseline)):
         if path and not os.path.isfile(path):
             raise ConfigError(f"{flag} file not found: {path!r}; pass the path of an existing model file")
+    if args.tflite_qat_steps < 0:
+        raise ConfigError(f"--tflite-qat-steps must be >= 0 (0 = post-training int8 ranges, e.g. 1000 for QAT), "
+                          f"got {args.tflite_qat_steps}")
     budget = {}
     if args.device:
         from edgepose.profiles import load_profile
