@@ -97,16 +97,12 @@ def _online_ms(make, kps, scales, fps) -> float:
     return (time.perf_counter() - t0) * 1e3 / len(kps)
 
 
-def evaluate(cache_dir: str, assets: Path, delays, selected: dict, tuned: dict, model: str) -> list[dict]:
-    """Rows of every evaluation clip (see the module docstring). ``selected``: {delay: the chosen
-    baseline}; ``tuned``: {delay: {method: params}}, each method's training-clip best."""
-    from edgepose.eval.jitter import temporal_metrics
+def eval_clip_tracks(cache_dir: str, assets: Path, model: str):
+    """Per evaluation clip: (name, raw model track, reference (N, 17, 2), its keypoints as float64,
+    fps, ROI sides, frame times in ms), the inputs every row of the comparison is scored from."""
     from edgepose.eval.temporal import EVAL_CLIPS, cached_model_track, reference_track
-    from edgepose.eval.temporal_report import fixed_lag_one_euro_track, one_euro_track, roi_sides, video_size
-    from edgepose.video.one_euro import FIXED_LAG_METHODS, FixedLagOneEuro, OneEuroConfig
-    from edgepose.video.smoother import LearnedSmoother, SmootherOptions
+    from edgepose.eval.temporal_report import roi_sides, video_size
 
-    rows = []
     for name, clip in EVAL_CLIPS.items():
         video = assets / clip.video
         raw = cached_model_track(cache_dir, model, video, start=clip.start, stop=clip.stop)
@@ -114,8 +110,19 @@ def evaluate(cache_dir: str, assets: Path, delays, selected: dict, tuned: dict, 
         kps, fps = raw.keypoints.astype(np.float64), raw.fps
         if len(kps) != len(ref):
             raise ValueError(f"{name}: model track has {len(kps)} frames, reference {len(ref)}")
-        scales = roi_sides(kps, raw.scores, video_size(video))
-        times = np.arange(len(kps)) * 1000.0 / fps
+        yield name, raw, ref, kps, fps, roi_sides(kps, raw.scores, video_size(video)), np.arange(len(kps)) * 1000.0 / fps
+
+
+def evaluate(cache_dir: str, assets: Path, delays, selected: dict, tuned: dict, model: str) -> list[dict]:
+    """Rows of every evaluation clip (see the module docstring). ``selected``: {delay: the chosen
+    baseline}; ``tuned``: {delay: {method: params}}, each method's training-clip best."""
+    from edgepose.eval.jitter import temporal_metrics
+    from edgepose.eval.temporal_report import fixed_lag_one_euro_track, one_euro_track
+    from edgepose.video.one_euro import FIXED_LAG_METHODS, FixedLagOneEuro, OneEuroConfig
+    from edgepose.video.smoother import LearnedSmoother, SmootherOptions
+
+    rows = []
+    for name, raw, ref, kps, fps, scales, times in eval_clip_tracks(cache_dir, assets, model):
 
         def row(method, delay, track, params=None, ms=None, kind="one-euro"):
             m = temporal_metrics(track, ref, fps)

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from temporal_equal_delay import MARGIN_PX, _online_ms  # noqa: E402
+from temporal_equal_delay import MARGIN_PX, _online_ms, eval_clip_tracks  # noqa: E402
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import FINE_GRID, POSITION_MARGIN_PX, load_clips, pooled  # noqa: E402
@@ -160,21 +160,11 @@ def select_fir(clips, base_cfg: OneEuroConfig) -> dict:
 
 def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chosen, model: str) -> list[dict]:
     from edgepose.eval.jitter import temporal_metrics
-    from edgepose.eval.temporal import EVAL_CLIPS, cached_model_track, reference_track
-    from edgepose.eval.temporal_report import roi_sides, video_size
     from edgepose.video.one_euro import FixedLagOneEuro, OneEuroFilter
     from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
     rows = []
-    for name, clip in EVAL_CLIPS.items():
-        video = assets / clip.video
-        raw = cached_model_track(cache_dir, model, video, start=clip.start, stop=clip.stop)
-        ref = reference_track(clip, assets=assets, cache_dir=cache_dir).astype(np.float64)
-        kps, fps = raw.keypoints.astype(np.float64), raw.fps
-        if len(kps) != len(ref):
-            raise ValueError(f"{name}: model track has {len(kps)} frames, reference {len(ref)}")
-        scales = roi_sides(kps, raw.scores, video_size(video))
-        times = np.arange(len(kps)) * 1000.0 / fps
+    for name, raw, ref, kps, fps, scales, times in eval_clip_tracks(cache_dir, assets, model):
 
         def row(method, delay, track, kind, ms=None, params=None):
             m = temporal_metrics(track, ref, fps)
