@@ -205,8 +205,8 @@ def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chose
     return rows
 
 
-def _online_track(taps, kps, scales, fps):
-    f = LearnedFixedLag(taps)
+def _online_track(taps, kps, scales, fps, make=LearnedFixedLag):
+    f = make(taps)
     outs = []
     for i, k in enumerate(kps):
         outs += f.push(k if np.isfinite(k).all() else None, i * 1000.0 / fps, scale=float(scales[i]))
@@ -214,7 +214,7 @@ def _online_track(taps, kps, scales, fps):
     return np.stack([o.value if o.value is not None else np.full((17, 2), np.nan) for o in outs])
 
 
-def verdicts(rows) -> list[dict]:
+def verdicts(rows, kinds=("smoothnet", "A", "B", "B-other")) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["clip"] for r in rows):
         by = [r for r in rows if r["clip"] == name]
@@ -222,7 +222,7 @@ def verdicts(rows) -> list[dict]:
         tuned = next(r for r in by if r["kind"] == "tuned")
         d0 = next(r for r in by if r["kind"] == "default")
         for c in by:
-            if c["kind"] not in ("smoothnet", "A", "B", "B-other"):
+            if c["kind"] not in kinds:
                 continue
             beats = lambda o: bool(c["accel_error"] < o["accel_error"] and c["position_error"] <= o["position_error"])  # noqa: E731
             cut = 100 * (1 - c["accel_error"] / raw["accel_error"])

@@ -13,12 +13,18 @@ frame counts (the position L1 + acceleration L1 family of :mod:`.train`, in the 
 units). Full-batch Adam in float64; a handful of parameters, seconds per candidate.
 
 Selection and evaluation: ``benchmarks/temporal_equal_delay_learned.py``.
+
+Frame-rate augmentation (:func:`subsample_clip`, :func:`augment_strides`): a clip at stride s
+is every s-th frame of the edge track, the teacher reference and the ROI sides, at fps / s;
+:func:`prepare` then recomputes the causal One Euro prior on the subsampled track
+(``benchmarks/temporal_equal_delay_fps.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,6 +77,29 @@ class FirClip:
     ref: np.ndarray
     fps: float
     rows: np.ndarray
+
+
+def subsample_clip(clip, stride: int, offset: int = 0):
+    """``clip`` (a :class:`~edgepose.compression.temporal.baselines.TuneClip`) at every
+    ``stride``-th frame from ``offset``: edge track, scores, teacher reference and ROI sides
+    subsampled alike, ``fps / stride``, name suffixed ``@s{stride}o{offset}`` (stride 1, offset
+    0: the clip itself)."""
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or not 0 <= offset < stride:
+        raise ValueError(f"offset must be an int from 0 to stride - 1 = {stride - 1}, got {offset!r}")
+    if stride == 1:
+        return clip
+    sl = slice(int(offset), None, int(stride))
+    return replace(clip, name=f"{clip.name}@s{stride}o{offset}", edge=clip.edge[sl], scores=clip.scores[sl],
+                   teacher=clip.teacher[sl], fps=clip.fps / stride, scales=clip.scales[sl])
+
+
+def augment_strides(clips, strides=(1, 2, 3, 6), *, all_offsets: bool = True) -> list:
+    """Every clip at every stride of ``strides``; with ``all_offsets`` each of the ``stride``
+    phases (offsets 0 .. stride - 1) is a clip, so every stride contributes as many frames as
+    the native rate; otherwise offset 0 only."""
+    return [subsample_clip(c, s, o) for s in strides for c in clips for o in (range(s) if all_offsets else (0,))]
 
 
 def prepare(clips, config: OneEuroConfig, delay: int) -> list[FirClip]:

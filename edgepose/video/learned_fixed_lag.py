@@ -20,12 +20,22 @@ Linear, so the runtime is numpy only: the taps and the One Euro parameters fit a
 ``benchmarks/temporal_equal_delay_learned.py``. Nothing is shipped: the candidate chosen on
 held-out training clips did not beat the triangular fixed-lag One Euro on every evaluation clip
 (``benchmarks/results/temporal_equal_delay_learned.md``), so no tap file is in ``edgepose/data``.
+
+Frame-indexed taps depend on the frame rate. :class:`RateSwitchedTaps` /
+:class:`RateSwitchedFixedLag` hold two tap sets, one for streams below a frame-rate threshold and
+one for the rest, and pick between them online from the median time step of the most recent
+frames (``benchmarks/temporal_equal_delay_fps.py``, trained with frame-rate augmentation). Round
+C's chosen two-rate candidate qualified on the held-out training clips but lost to the triangular
+fixed-lag One Euro on pose_squats (5 fps, ``benchmarks/results/temporal_equal_delay_fps.md``):
+still nothing is shipped.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,3 +192,114 @@ def learned_fixed_lag_track(kps: np.ndarray, fps: float, taps: FixedLagTaps,
     fwd = one_euro_track(kps, fps, taps.config, scales)
     base = fixed_lag_from_forward(kps, fwd, fps, taps.config, taps.delay, scales, method="triangular")
     return learned_fixed_lag_from_forward(kps, fwd, base, taps)
+
+
+#: Frame-rate thresholds :class:`RateSwitchedTaps` accepts (fps): below it the low-rate taps.
+MIN_THRESHOLD_FPS, MAX_THRESHOLD_FPS = 1.0, 240.0
+#: Time steps (between consecutive pushed frames) whose median sets the observed frame rate.
+RATE_WINDOW = 15
+
+
+@dataclass(frozen=True)
+class RateSwitchedTaps:
+    """Two tap sets chosen by the stream's frame rate: ``low`` below ``threshold_fps``, ``high``
+    otherwise (same One Euro config and delay).
+
+    JSON: :meth:`FixedLagTaps.to_dict` of ``high`` extended with ``"threshold_fps"`` and
+    ``"low_rate": {"prior": [...], "raw": [...]}`` (so :meth:`FixedLagTaps.from_dict` of the
+    same file reads the high-rate taps).
+    """
+
+    high: FixedLagTaps
+    low: FixedLagTaps
+    threshold_fps: float
+
+    def __post_init__(self):
+        for name in ("high", "low"):
+            v = getattr(self, name)
+            if not isinstance(v, FixedLagTaps):
+                raise ValueError(f"RateSwitchedTaps.{name} must be FixedLagTaps, got {type(v).__name__}")
+        if self.high.delay != self.low.delay or self.high.config != self.low.config:
+            raise ValueError("RateSwitchedTaps.high and .low must share delay and One Euro config, got "
+                             f"delay {self.high.delay} / {self.low.delay}, config {self.high.config} / {self.low.config}")
+        t = self.threshold_fps
+        if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
+                or not MIN_THRESHOLD_FPS <= t <= MAX_THRESHOLD_FPS):
+            raise ValueError(f"RateSwitchedTaps.threshold_fps must be a number from {MIN_THRESHOLD_FPS:g} to "
+                             f"{MAX_THRESHOLD_FPS:g} (fps), got {t!r}")
+
+    @property
+    def delay(self) -> int:
+        return self.high.delay
+
+    @property
+    def config(self) -> OneEuroConfig:
+        return self.high.config
+
+    def for_fps(self, fps: float) -> FixedLagTaps:
+        """The tap set used on a stream at ``fps`` frames per second."""
+        return self.low if fps < self.threshold_fps else self.high
+
+    def to_dict(self) -> dict:
+        return {**self.high.to_dict(), "threshold_fps": float(self.threshold_fps),
+                "low_rate": {"prior": list(self.low.prior), "raw": list(self.low.raw)}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RateSwitchedTaps":
+        high = FixedLagTaps.from_dict(d)
+        if "low_rate" not in d or "threshold_fps" not in d:
+            raise ValueError("not a rate-switched tap file: needs 'threshold_fps' and 'low_rate'")
+        low = FixedLagTaps(high.config, high.delay, tuple(map(float, d["low_rate"]["prior"])),
+                           tuple(map(float, d["low_rate"]["raw"])))
+        return cls(high, low, d["threshold_fps"])
+
+    def save(self, path: str | os.PathLike, **extra) -> None:
+        Path(path).write_text(json.dumps({**self.to_dict(), **extra}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RateSwitchedTaps":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class RateSwitchedFixedLag(LearnedFixedLag):
+    """:class:`LearnedFixedLag` with two tap sets (:class:`RateSwitchedTaps`).
+
+    The frame rate is observed online: every :meth:`push` records the time step since the
+    previous push (frames without a pose count too: they are camera frames; a timestamp not
+    after the previous one is skipped), and before the frame is processed the taps are set from
+    the median of the last :data:`RATE_WINDOW` steps: ``1000 / median_ms < threshold_fps`` uses
+    the low-rate taps, otherwise (and before any step is known) the high-rate ones. Only
+    timestamps of frames already pushed are read, so the delay stays ``delay`` frames; the choice
+    in force when frame ``t`` arrives applies to the frame emitted then (``t - delay``) and to
+    :meth:`flush`. At a constant frame rate this is :func:`learned_fixed_lag_from_forward` with
+    ``taps.for_fps(fps)``.
+
+    Args:
+        taps: the two tap sets and the threshold.
+    """
+
+    def __init__(self, taps: RateSwitchedTaps):
+        if not isinstance(taps, RateSwitchedTaps):
+            raise ValueError(f"RateSwitchedFixedLag needs RateSwitchedTaps, got {type(taps).__name__}")
+        self.rate_taps = taps
+        super().__init__(taps.high)
+
+    def reset(self) -> None:
+        super().reset()
+        self._steps: collections.deque = collections.deque(maxlen=RATE_WINDOW)
+        self._prev_t: float | None = None
+
+    @property
+    def observed_fps(self) -> float | None:
+        """The frame rate from the median of the recent time steps (None before the second frame)."""
+        return 1000.0 / float(np.median(self._steps)) if self._steps else None
+
+    def push(self, x, timestamp_ms: float, *, scale: float = 1.0) -> list[LaggedValue]:
+        t = float(timestamp_ms)
+        if self._prev_t is not None and t > self._prev_t:
+            self._steps.append(t - self._prev_t)
+        self._prev_t = t
+        fps = self.observed_fps
+        self.taps = self.rate_taps.high if fps is None else self.rate_taps.for_fps(fps)
+        self._w, self._u = self.taps.weights
+        return super().push(x, timestamp_ms, scale=scale)
