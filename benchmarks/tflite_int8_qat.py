@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress_lightning import DEFAULT_LABELS, MODELS, _val_split, evaluate_file, write_report  # noqa: E402
+from compress_lightning import DEFAULT_LABELS, MODELS, RESULTS, _val_split, evaluate_file, write_report  # noqa: E402
 from latency_ratio import round_ratios, summarise  # noqa: E402
 
 
@@ -151,8 +151,42 @@ def main(argv=None) -> int:
         md.append(f"QAT: {qn['steps']} steps, lr {qn['lr']}, loss (relative MSE to the float outputs) "
                   f"{qn['loss_first']:.3f} at the first step -> {qn['loss_last']:.3f} at the last; build "
                   f"{notes['qat_sparse']['seconds']:.0f} s on this host.")
+    _plot(out, RESULTS / f"{a.name}.png")
+    md.append(f"\nPlot: `{a.name}.png` (PCK vs latency ratio per thread count, the target region shaded).")
     write_report(a.name, out, md)
     return 0
+
+
+def _plot(out: dict, path: Path) -> None:
+    """PCK (evaluation set) against the latency ratio to the official int8 TFLite, one panel per
+    thread count, with the issue-4 target region (>= 66.8 PCK, <= 0.6x) shaded."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the bench extra is optional
+        return
+    lat = out["latency"]
+    fig, axes = plt.subplots(1, len(lat), figsize=(5.5 * len(lat), 4.2), squeeze=False)
+    for ax, (th, d) in zip(axes[0], lat.items()):
+        ax.fill_between([0.4, 0.6], 66.8, 69.5, color="tab:green", alpha=0.12, label="issue-4 target")
+        for k, acc in out["accuracy"].items():
+            r = 1.0 if k == "official_int8_tflite" else d["ratio_to_official"].get(k, {}).get("median")
+            if r is None or r > 1.3:
+                continue
+            final = k == f"{out['final']}_tflite"
+            ax.scatter([r], [acc["pck_torso"]], s=60 if final else 30, marker="*" if final else "o",
+                       color="tab:red" if final else ("black" if k == "official_int8_tflite" else "tab:blue"))
+            ax.annotate(k.replace("_tflite", ""), (r, acc["pck_torso"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set(xlim=(0.45, 1.1), ylim=(65.5, 69.0), title=f"{th} thread{'s' if th != '1' else ''}",
+               xlabel="latency / official int8 TFLite (per-round median)", ylabel="PCK@0.2 torso (161 people)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
