@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from tests._fixed_lag_tracks import noisy_track, run_online
+
 from edgepose.eval.temporal_report import fixed_lag_one_euro_track, one_euro_track
 from edgepose.video.one_euro import (FIXED_LAG_METHODS, MAX_FIXED_LAG, FixedLagOneEuro, OneEuroConfig,
                                      OneEuroFilter)
@@ -19,22 +21,12 @@ CFG = OneEuroConfig(min_cutoff=1.5, beta=5.0, d_cutoff=1.0)
 
 
 def _noisy(n=80, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n, dtype=float)[:, None, None]
-    base = rng.uniform(100, 300, size=(1, 17, 2))
-    clean = base + 2.5 * t * np.array([1.0, 0.3]) + 20.0 * np.sin(2 * np.pi * t / 40 + base / 50)
-    return clean + rng.normal(0, 2.0, size=clean.shape), rng.uniform(120, 260, n)
+    return noisy_track(n, seed)
 
 
 def _online(track, fps, cfg, delay, scales, method="forward-backward"):
     """Push a (N, 17, 2) track (nan rows = no pose) and flush; (N, 17, 2) in input order."""
-    f = FixedLagOneEuro(cfg, delay, method)
-    outs = []
-    for i, (k, s) in enumerate(zip(track, scales)):
-        outs += f.push(k if np.isfinite(k).all() else None, i * 1000.0 / fps, scale=float(s))
-    outs += f.flush()
-    assert [o.index for o in outs] == list(range(len(track)))
-    return np.stack([o.value if o.value is not None else np.full((17, 2), np.nan) for o in outs])
+    return run_online(FixedLagOneEuro(cfg, delay, method), track, fps, scales)
 
 
 @pytest.mark.parametrize("method", FIXED_LAG_METHODS)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests._fixed_lag_tracks import noisy_track, run_online
+
 from edgepose.eval.temporal_report import fixed_lag_one_euro_track
 from edgepose.video.learned_fixed_lag import (FixedLagTaps, LearnedFixedLag, full_window_rows,
                                               learned_fixed_lag_track)
@@ -18,23 +20,7 @@ CFG = OneEuroConfig(min_cutoff=4.0, beta=0.0, d_cutoff=0.5)
 TAPS = FixedLagTaps(CFG, 2, (0.13, 0.23, 0.33, 0.24, 0.10), (-0.03, -0.03, -0.01, 0.02, 0.02))
 
 
-def _noisy(n=80, seed=0, gaps=()):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n, dtype=float)[:, None, None]
-    base = rng.uniform(100, 300, size=(1, 17, 2))
-    clean = base + 2.5 * t * np.array([1.0, 0.3]) + 20.0 * np.sin(2 * np.pi * t / 40 + base / 50)
-    x = clean + rng.normal(0, 2.0, size=clean.shape)
-    x[list(gaps)] = np.nan
-    return x, rng.uniform(120, 260, n)
-
-
-def _online(f, track, fps, scales):
-    outs = []
-    for i, (k, s) in enumerate(zip(track, scales)):
-        outs += f.push(k if np.isfinite(k).all() else None, i * 1000.0 / fps, scale=float(s))
-    outs += f.flush()
-    assert [o.index for o in outs] == list(range(len(track)))
-    return np.stack([o.value if o.value is not None else np.full((17, 2), np.nan) for o in outs])
+_noisy, _online = noisy_track, run_online
 
 
 @pytest.mark.parametrize("delay", [1, 2, 3])

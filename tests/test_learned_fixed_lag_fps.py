@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests._fixed_lag_tracks import noisy_track, run_online
+
 from edgepose.compression.temporal.baselines import TuneClip
 from edgepose.compression.temporal.fixed_lag_fir import augment_strides, subsample_clip
 from edgepose.video.learned_fixed_lag import (MAX_THRESHOLD_FPS, MIN_THRESHOLD_FPS, FixedLagTaps,
@@ -24,23 +26,7 @@ LOW = FixedLagTaps(CFG, 2, (0.05, 0.10, 0.30, 0.10, 0.05), (0.0, 0.05, 0.25, 0.0
 RATE = RateSwitchedTaps(HIGH, LOW, 12.0)
 
 
-def _noisy(n=80, seed=0, gaps=()):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n, dtype=float)[:, None, None]
-    base = rng.uniform(100, 300, size=(1, 17, 2))
-    clean = base + 2.5 * t * np.array([1.0, 0.3]) + 20.0 * np.sin(2 * np.pi * t / 40 + base / 50)
-    x = clean + rng.normal(0, 2.0, size=clean.shape)
-    x[list(gaps)] = np.nan
-    return x, rng.uniform(120, 260, n)
-
-
-def _online(f, track, fps, scales):
-    outs = []
-    for i, (k, s) in enumerate(zip(track, scales)):
-        outs += f.push(k if np.isfinite(k).all() else None, i * 1000.0 / fps, scale=float(s))
-    outs += f.flush()
-    assert [o.index for o in outs] == list(range(len(track)))
-    return np.stack([o.value if o.value is not None else np.full((17, 2), np.nan) for o in outs])
+_noisy, _online = noisy_track, run_online
 
 
 def _clip(n=13):
