@@ -73,7 +73,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import _online_ms, eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import DELAY, _entry, _online_track, _yn, baseline_config, verdicts  # noqa: E402
+from temporal_equal_delay_learned import (DELAY, _entry, _online_track, _yn, baseline_config,  # noqa: E402
+                                          reference_rows, verdicts)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
@@ -81,7 +82,7 @@ from edgepose.compression.temporal.fixed_lag_fir import FirConfig, augment_strid
 from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
 from edgepose.video.learned_fixed_lag import (FixedLagTaps, LearnedFixedLag, RateSwitchedFixedLag,  # noqa: E402
                                               RateSwitchedTaps, learned_fixed_lag_from_forward)
-from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig  # noqa: E402
+from edgepose.video.one_euro import OneEuroConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STRIDES = (1, 2, 3, 6)
@@ -169,13 +170,7 @@ def evaluate(cache_dir: str, assets: Path, base_cfg, b_taps: FixedLagTaps, label
                          "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
                          "ms_per_frame": None if ms is None else round(ms, 4)})
 
-        row("raw", 0, kps, "raw")
-        d0 = OneEuroConfig()
-        row("one-euro default", 0, one_euro_track(kps, fps, d0, scales), "default", params=d0.__dict__)
-        fwd = one_euro_track(kps, fps, base_cfg, scales)
-        base = fixed_lag_from_forward(kps, fwd, fps, base_cfg, DELAY, scales, method="triangular")
-        row(f"one-euro fixed-lag d={DELAY} tuned (triangular)", DELAY, base, "tuned",
-            _online_ms(lambda: FixedLagOneEuro(base_cfg, DELAY, "triangular"), kps, scales, fps), base_cfg.__dict__)
+        fwd, base = reference_rows(row, kps, fps, scales, base_cfg)
         row("B: round-2 chosen taps (prior+raw_a16), reference", DELAY,
             learned_fixed_lag_from_forward(kps, fwd, base, b_taps), "B-ref")
         track = learned_fixed_lag_from_forward(kps, fwd, base, _taps_for(taps, fps))

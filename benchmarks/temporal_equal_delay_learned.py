@@ -66,7 +66,7 @@ from edgepose.compression.temporal.baselines import FINE_GRID, POSITION_MARGIN_P
 from edgepose.compression.temporal.fixed_lag_fir import INPUTS, FirConfig, prepare, train_fir  # noqa: E402
 from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
 from edgepose.video.learned_fixed_lag import FixedLagTaps, LearnedFixedLag, learned_fixed_lag_from_forward  # noqa: E402
-from edgepose.video.one_euro import OneEuroConfig  # noqa: E402
+from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DELAY = 2
@@ -158,9 +158,23 @@ def select_fir(clips, base_cfg: OneEuroConfig) -> dict:
             "candidates": cands, "chosen": chosen, "seconds": round(time.time() - t0, 1)}
 
 
+def reference_rows(row, kps, fps, scales, base_cfg):
+    """Add the rows every candidate is judged against on one clip (raw; One Euro default at d=0;
+    the tuned fixed-lag One Euro at d=DELAY) through ``row``; returns (the causal One Euro track
+    with ``base_cfg``, the fixed-lag track), the priors the learned candidates start from."""
+    row("raw", 0, kps, "raw")
+    d0 = OneEuroConfig()
+    row("one-euro default", 0, one_euro_track(kps, fps, d0, scales), "default", params=d0.__dict__)
+    fwd = one_euro_track(kps, fps, base_cfg, scales)
+    base = fixed_lag_from_forward(kps, fwd, fps, base_cfg, DELAY, scales, method="triangular")
+    row(f"one-euro fixed-lag d={DELAY} tuned (triangular)", DELAY, base, "tuned",
+        _online_ms(lambda: FixedLagOneEuro(base_cfg, DELAY, "triangular"), kps, scales, fps), base_cfg.__dict__)
+    return fwd, base
+
+
 def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chosen, model: str) -> list[dict]:
     from edgepose.eval.jitter import temporal_metrics
-    from edgepose.video.one_euro import FixedLagOneEuro, OneEuroFilter
+    from edgepose.video.one_euro import OneEuroFilter
     from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
     rows = []
@@ -172,13 +186,7 @@ def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chose
                          "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
                          "ms_per_frame": None if ms is None else round(ms, 4)})
 
-        row("raw", 0, kps, "raw")
-        d0 = OneEuroConfig()
-        row("one-euro default", 0, one_euro_track(kps, fps, d0, scales), "default", params=d0.__dict__)
-        fwd = one_euro_track(kps, fps, base_cfg, scales)
-        base = fixed_lag_from_forward(kps, fwd, fps, base_cfg, DELAY, scales, method="triangular")
-        row(f"one-euro fixed-lag d={DELAY} tuned (triangular)", DELAY, base, "tuned",
-            _online_ms(lambda: FixedLagOneEuro(base_cfg, DELAY, "triangular"), kps, scales, fps), base_cfg.__dict__)
+        fwd, base = reference_rows(row, kps, fps, scales, base_cfg)
         with LearnedSmoother(SmootherOptions(delay=DELAY)) as sm:
             t0 = time.perf_counter()
             out = sm.smooth_track(raw.keypoints, raw.scores, timestamps_ms=times).astype(np.float64)
