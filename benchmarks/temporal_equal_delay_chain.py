@@ -129,7 +129,7 @@ def tune(clips, total: int) -> dict:
             "train": None if pick is None else _entry(pick[3:5], raw),
             "train_margin": None if pick is None else pick[5], "qualifying": len(ok),
             "held_out_clips": [c.name for c in hc], "held_out": held, "seconds": round(time.time() - t0, 1),
-            "table": [list(r) for r in table]}
+            "grid_size": len(table), "table": [list(r) for r in table]}
 
 
 def online_track(kps, scores, times, scales, d_s, d_f, cfg):
@@ -228,7 +228,7 @@ def markdown(meta, picks, rows, ver) -> str:
         L.append(f"| {total} | {r['smoothnet_delay']} | {r['one_euro_delay']} | {r['baseline']['method']} "
                  f"{r['baseline']['params']['min_cutoff']:g} Hz, beta {r['baseline']['params']['beta']:g}: "
                  f"{b['accel_error']:.3f} / {b['position_error']:.3f} | {s['accel_error']:.3f} / {s['position_error']:.3f} "
-                 f"| {r['qualifying']} / {len(r['table'])} | "
+                 f"| {r['qualifying']} / {r['grid_size']} | "
                  + ("none: D fails | - | - |" if cfg is None else
                     f"{cfg['min_cutoff']:g}, {cfg['beta']:g}, {cfg['d_cutoff']:g} | {r['train']['accel_error']:.3f} / "
                     f"{r['train']['position_error']:.3f} | {100 * r['train_margin']:+.1f} % |"))
