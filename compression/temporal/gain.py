@@ -132,8 +132,40 @@ def segments(clips, cfg: GainConfig) -> list:
     return [s for s in out if len(s.edge) > 16]
 
 
-def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True) -> tuple[GainNet, list[dict]]:
-    """Train on ``clips`` (:class:`~edgepose.compression.temporal.baselines.TuneClip`); deterministic."""
+def triangular_lag(y: torch.Tensor, valid: torch.Tensor, delay: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed-lag triangular stage over causal outputs ``y`` (B, T, 17, 2): frame t's estimate is
+    the centred (2d+1)-tap triangular average of y(t-d .. t+d) (what
+    :class:`~edgepose.video.one_euro.FixedLagOneEuro` ``"triangular"`` emits inside a segment).
+    Returns (z (B, T, 17, 2), valid (B, T)): frames without their whole window in ``valid`` are
+    left out (valid False) rather than approximated."""
+    if delay == 0:
+        return y, valid
+    from edgepose.video.one_euro import triangular_weights
+
+    w = torch.as_tensor(triangular_weights(delay), dtype=y.dtype)
+    n = y.shape[1]
+    z = torch.zeros_like(y)
+    ok = torch.zeros_like(valid)
+    core = slice(delay, n - delay)
+    acc = 0.0
+    okc = torch.ones_like(valid[:, core])
+    for i in range(2 * delay + 1):
+        sl = slice(i, n - 2 * delay + i)
+        acc = acc + w[i] * y[:, sl]
+        okc = okc & valid[:, sl]
+    z[:, core] = acc
+    ok[:, core] = okc
+    return z, ok
+
+
+def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True, *,
+               config: OneEuroConfig = OneEuroConfig(), delay: int = 0) -> tuple[GainNet, list[dict]]:
+    """Train on ``clips`` (:class:`~edgepose.compression.temporal.baselines.TuneClip`); deterministic.
+
+    ``config``: the One Euro parameters the gains multiply (untrained: exactly that filter).
+    ``delay``: 0 trains the zero-lag filter; d > 0 trains it as the causal stage of a fixed-lag
+    triangular smoother (:func:`triangular_lag`), the loss taken on the delayed output.
+    """
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -145,7 +177,8 @@ def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True) -> 
     for step in tqdm(range(cfg.steps), desc="learned gain", disable=not progress, leave=False):
         idx = rng.choice(len(segs), size=min(cfg.batch, len(segs)), replace=False)
         x, sc, v, scale, dt, ref = to_batch([segs[i] for i in idx])
-        loss, pos, acc = track_loss(unroll(net, x, sc, v, scale, dt), ref, v, cfg.accel_weight)
+        z, ok = triangular_lag(unroll(net, x, sc, v, scale, dt, config), v, delay)
+        loss, pos, acc = track_loss(z, ref, ok, cfg.accel_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -172,4 +205,4 @@ def export_gain(net: GainNet, path, *, config: OneEuroConfig = OneEuroConfig(), 
     return str(path)
 
 
-__all__ = ["GainConfig", "GainNet", "unroll", "to_batch", "track_loss", "train_gain", "export_gain"]
+__all__ = ["GainConfig", "GainNet", "unroll", "to_batch", "track_loss", "triangular_lag", "train_gain", "export_gain"]

@@ -175,18 +175,29 @@ class FixedLagOneEuro:
         config: the One Euro parameters.
         delay: frames of look-ahead (an int from 0 to :data:`MAX_FIXED_LAG`).
         method: one of :data:`FIXED_LAG_METHODS`.
+        causal: (``"triangular"`` only) the causal filter whose outputs are averaged, in place of
+            ``OneEuroFilter(config)``: any object with ``reset()`` and
+            ``__call__(x, timestamp_ms, scale=..., scores=...)`` returning (17, 2), e.g.
+            :class:`edgepose.video.gain_filter.LearnedGainFilter` (then pass ``scores=`` to
+            :meth:`push`).
     """
 
     def __init__(self, config: OneEuroConfig = OneEuroConfig(), delay: int = 2,
-                 method: str = "forward-backward"):
+                 method: str = "forward-backward", *, causal=None):
         self.delay = check_fixed_lag(delay, method)
+        if causal is not None and method != "triangular":
+            raise ValueError(f"FixedLagOneEuro(causal=...) needs method='triangular' (the "
+                             f"forward-backward pass is One Euro's own), got method={method!r}")
         self.method = method
         self.config = config
+        self._causal = causal
         self.reset()
 
     def reset(self) -> None:
         """Forget the history; pending frames are dropped."""
-        self._fwd = OneEuroFilter(self.config)
+        if self._causal is not None:
+            self._causal.reset()
+        self._fwd = self._causal if self._causal is not None else OneEuroFilter(self.config)
         # (index, t, x, scale, forward output, segment id); x / forward are None without a pose
         self._buf: collections.deque = collections.deque(maxlen=2 * self.delay + 1)
         self._count = 0
@@ -195,10 +206,11 @@ class FixedLagOneEuro:
         self._last_t: float | None = None  # time of the previous frame, if it had a pose
 
     def push(self, x: np.ndarray | None, timestamp_ms: float, *,
-             scale: float = 1.0) -> list[LaggedValue]:
+             scale: float = 1.0, scores: np.ndarray | None = None) -> list[LaggedValue]:
         """Add the next frame's values (None: no pose); returns the frame ``delay`` frames back
         once it is known: [] while the first ``delay`` frames fill the look-ahead, then exactly
-        one :class:`LaggedValue`. ``scale`` as in :meth:`OneEuroFilter.__call__`."""
+        one :class:`LaggedValue`. ``scale`` as in :meth:`OneEuroFilter.__call__`; ``scores``:
+        the (17,) keypoint scores, passed on to a ``causal`` filter that reads them."""
         t = float(timestamp_ms)
         arr = None if x is None else np.asarray(x, dtype=np.float64)
         if arr is not None and np.isfinite(arr).all():
@@ -207,7 +219,8 @@ class FixedLagOneEuro:
             if self._last_t is None or t <= self._last_t:
                 self._seg += 1  # a new segment: the causal filter restarts too
                 self._fwd.reset()
-            entry = (self._count, t, arr.copy(), float(scale), self._fwd(arr, t, scale=scale), self._seg)
+            kw = {} if self._causal is None else {"scores": scores}
+            entry = (self._count, t, arr.copy(), float(scale), self._fwd(arr, t, scale=scale, **kw), self._seg)
             self._last_t = t
         else:
             self._fwd.reset()
