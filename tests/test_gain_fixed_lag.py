@@ -81,3 +81,20 @@ def test_untrained_torch_stage_matches_one_euro_and_refuses_forward_backward():
     np.testing.assert_allclose(y[0].detach().numpy(), one_euro_track(x, FPS, BASE, scales), atol=1e-9)
     with pytest.raises(ValueError, match="method='triangular'"):
         FixedLagOneEuro(BASE, 2, "forward-backward", causal=object())
+
+
+def test_shipped_fixed_lag_model_loads_and_smooths():
+    from edgepose.video.gain_filter import DEFAULT_MODEL, learned_fixed_lag_one_euro
+
+    f = learned_fixed_lag_one_euro()
+    assert f.delay == 2 and f.method == "triangular" and f.config == BASE
+    x, scales = noisy_track(80, seed=9, gaps=(40,))
+    scores = np.full((80, 17), 0.7)
+    out = run_online(_Scored(f, scores), x, FPS, scales)
+    plain = run_online(FixedLagOneEuro(BASE, 2, "triangular"), x, FPS, scales)
+    assert np.isnan(out[40]).all() and np.isfinite(out[:40]).all()
+    assert not np.allclose(out[:40], plain[:40])  # the trained gain changes the cut-off
+    acc = lambda a: np.abs(np.diff(a[:40], 2, axis=0)).mean()  # noqa: E731
+    assert acc(out) < 0.5 * acc(x)
+    with pytest.raises(Exception, match="zero-lag model"):
+        learned_fixed_lag_one_euro(DEFAULT_MODEL)

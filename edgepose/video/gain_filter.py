@@ -33,6 +33,8 @@ from edgepose.video.one_euro import OneEuroConfig
 _TWO_PI = 2.0 * math.pi
 #: The shipped network (chosen on held-out training clips, benchmarks/learned_gain.py).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "gain_one_euro.onnx"
+#: the causal stage of :func:`learned_fixed_lag_one_euro` (``benchmarks/temporal_equal_delay_gain.py``)
+FIXED_LAG_MODEL = DEFAULT_MODEL.parent / "gain_fixed_lag_d2.onnx"
 #: Features per joint, in the network's input order.
 FEATURES = ("score", "previous score", "log1p(20 |x - y_prev| / scale)", "log1p(2 |speed| / scale)",
             "log(30 dt)")
@@ -71,6 +73,8 @@ class LearnedGainFilter:
         opts.log_severity_level = 3
         self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         meta = self._sess.get_modelmeta().custom_metadata_map
+        #: the model's metadata (``edgepose.*`` keys, JSON values)
+        self.metadata = dict(meta)
         if config is None:
             base = json.loads(meta.get("edgepose.one_euro", "{}"))
             config = OneEuroConfig(**base) if base else OneEuroConfig()
@@ -147,4 +151,29 @@ class LearnedGainFilter:
         self.close()
 
 
-__all__ = ["LearnedGainFilter", "DEFAULT_MODEL", "FEATURES", "gain_features"]
+def learned_fixed_lag_one_euro(model_path: str | os.PathLike | None = None):
+    """The fixed-lag One Euro with a learned-gain causal stage (issue 7, round E).
+
+    A :class:`~edgepose.video.one_euro.FixedLagOneEuro` (``"triangular"``) whose causal filter is
+    :class:`LearnedGainFilter` with ``model_path`` (default :data:`FIXED_LAG_MODEL`, trained at
+    delay 2 around the tuned 4 Hz / beta 0 / d_cutoff 0.5 baseline); the delay and the One Euro
+    base come from the model's metadata. Push each frame with its scores::
+
+        f = learned_fixed_lag_one_euro()
+        for out in f.push(keypoints, t_ms, scale=roi_side, scores=scores): ...
+
+    Measured against the tuned fixed-lag One Euro at the same delay in
+    ``benchmarks/results/temporal_equal_delay_gain.md``.
+    """
+    from edgepose.video.one_euro import FixedLagOneEuro
+
+    g = LearnedGainFilter(model_path or FIXED_LAG_MODEL)
+    delay = json.loads(g.metadata.get("edgepose.delay", "null"))
+    if not isinstance(delay, int) or delay < 1:
+        raise ConfigError(f"{g.model_path!r} has no fixed-lag delay in its metadata (edgepose.delay = "
+                          f"{g.metadata.get('edgepose.delay')!r}); it is a zero-lag model: use LearnedGainFilter")
+    return FixedLagOneEuro(g.config, delay, "triangular", causal=g)
+
+
+__all__ = ["LearnedGainFilter", "DEFAULT_MODEL", "FIXED_LAG_MODEL", "FEATURES", "gain_features",
+           "learned_fixed_lag_one_euro"]
