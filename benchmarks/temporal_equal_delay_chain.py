@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import MARGIN_PX, eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import SMOOTHNET_HELD_OUT, _entry, _yn  # noqa: E402
+from temporal_equal_delay_learned import SMOOTHNET_HELD_OUT, _entry, _yn, eval_table, row_recorder  # noqa: E402
 
 from edgepose.compression.temporal.baselines import FINE_GRID, load_clips, pooled  # noqa: E402
 from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
@@ -154,17 +154,9 @@ def online_track(kps, scores, times, scales, d_s, d_f, cfg):
 
 
 def evaluate(cache_dir: str, assets: Path, picks: dict, model: str) -> list[dict]:
-    from edgepose.eval.jitter import temporal_metrics
-
     rows = []
     for name, raw, ref, kps, fps, scales, times in eval_clip_tracks(cache_dir, assets, model):
-
-        def row(method, delay, track, kind, ms=None, params=None):
-            m = temporal_metrics(track, ref, fps)
-            rows.append({"clip": name, "method": method, "kind": kind, "delay_frames": delay,
-                         "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
-                         "ms_per_frame": None if ms is None else round(ms, 4)})
-
+        row = row_recorder(rows, name, ref, fps)
         row("raw", 0, kps, "raw")
         for total, res in picks.items():
             b = res["baseline"]
@@ -238,17 +230,7 @@ def markdown(meta, picks, rows, ver) -> str:
         for k, e in r["held_out"].items():
             L.append(f"| {total} | {k} | {e['accel_error']:.3f} | {e['position_error']:.3f} | "
                      f"{e['accel_cut_vs_raw_pct']:.1f} % | {e['pos_vs_raw_px']:+.3f} |")
-    L += ["", "## Evaluation clips (scored once)", "",
-          "Reference: pose_1.json, pose_squats.full.json, MoveNet Thunder for body3d 299-398 (as "
-          "`temporal_equal_delay.py`). ms/frame: D online (SmoothNet + One Euro stage), this host.", "",
-          "| clip | method | total delay | accel err | pos err px | accel cut vs raw | pos vs raw px | ms/frame |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        raw = next(x for x in rows if x["clip"] == r["clip"] and x["kind"] == "raw")
-        ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.3f}"
-        L.append(f"| {r['clip']} | {r['method']} | {r['delay_frames']} | {r['accel_error']:.2f} | "
-                 f"{r['position_error']:.2f} | {100 * (1 - r['accel_error'] / raw['accel_error']):.1f} % | "
-                 f"{r['position_error'] - raw['position_error']:+.2f} | {ms} |")
+    L += [""] + eval_table(rows, "D online (SmoothNet + One Euro stage)", "total delay")
     L += ["", "## Verdicts", "", "beats = lower accel AND pos no higher than the tuned fixed-lag One Euro at the "
           "same total delay. Issue = accel cut >= 50 % AND pos <= raw + 0.5 px.", "",
           "| clip | total delay | method | accel / pos | tuned fixed-lag accel / pos | issue >=50 %, <=+0.5 px | beats it |",

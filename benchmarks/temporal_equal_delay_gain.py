@@ -49,7 +49,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import DELAY, _entry, _yn, baseline_config, reference_rows, verdicts  # noqa: E402
+from temporal_equal_delay_learned import (DELAY, _entry, _yn, baseline_config, eval_table, reference_rows,  # noqa: E402
+                                          row_recorder, verdicts)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
@@ -125,17 +126,9 @@ def select(clips, base, model_dir: Path) -> dict:
 
 
 def evaluate(cache_dir, assets, base, sel: dict, model: str) -> list[dict]:
-    from edgepose.eval.jitter import temporal_metrics
-
     rows = []
     for name, raw, ref, kps, fps, scales, times in eval_clip_tracks(cache_dir, assets, model):
-
-        def row(method, delay, track, kind, ms=None, params=None):
-            m = temporal_metrics(track, ref, fps)
-            rows.append({"clip": name, "method": method, "kind": kind, "delay_frames": delay,
-                         "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
-                         "ms_per_frame": None if ms is None else round(ms, 4)})
-
+        row = row_recorder(rows, name, ref, fps)
         reference_rows(row, kps, fps, scales, base)
         for label, c in sel["candidates"].items():
             track = replay(c["model"], base, kps, raw.scores, fps, scales)
@@ -176,16 +169,7 @@ def markdown(meta, sel, rows, ver) -> str:
           f"{sel['chosen_round1']}; round 2 is a second look, written after round 1's evaluation: the module docstring).", ""]
     if not rows:
         return "\n".join(L) + "\n"
-    L += ["## Evaluation clips (scored once)", "",
-          "Reference: pose_1.json, pose_squats.full.json, MoveNet Thunder for body3d 299-398 (as "
-          "`temporal_equal_delay.py`). ms/frame: the online smoother alone (one ONNX Runtime call per frame), this host.", "",
-          "| clip | method | delay | accel err | pos err px | accel cut vs raw | pos vs raw px | ms/frame |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        raw = next(x for x in rows if x["clip"] == r["clip"] and x["kind"] == "raw")
-        ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.3f}"
-        L.append(f"| {r['clip']} | {r['method']} | {r['delay_frames']} | {r['accel_error']:.2f} | {r['position_error']:.2f} | "
-                 f"{100 * (1 - r['accel_error'] / raw['accel_error']):.1f} % | {r['position_error'] - raw['position_error']:+.2f} | {ms} |")
+    L += eval_table(rows, "the online smoother alone (one ONNX Runtime call per frame)")
     L += ["", "## Verdicts", "", "beats = lower accel AND pos no higher. Issue = accel cut >= 50 % AND pos <= raw + 0.5 px.", "",
           "| clip | method | accel / pos | issue >=50 %, <=+0.5 px | beats tuned fixed-lag d=2 | beats One Euro default d=0 |",
           "|---|---|---|---|---|---|"]

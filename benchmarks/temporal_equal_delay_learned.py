@@ -172,20 +172,42 @@ def reference_rows(row, kps, fps, scales, base_cfg):
     return fwd, base
 
 
-def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chosen, model: str) -> list[dict]:
+def row_recorder(rows: list, clip: str, ref, fps: float):
+    """The ``row(method, delay, track, kind, ms=None, params=None)`` callback of one evaluation clip:
+    scores ``track`` against ``ref`` and appends the row to ``rows``."""
     from edgepose.eval.jitter import temporal_metrics
+
+    def row(method, delay, track, kind, ms=None, params=None):
+        m = temporal_metrics(track, ref, fps)
+        rows.append({"clip": clip, "method": method, "kind": kind, "delay_frames": delay,
+                     "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
+                     "ms_per_frame": None if ms is None else round(ms, 4)})
+    return row
+
+
+def eval_table(rows: list, ms_note: str, delay_header: str = "delay") -> list[str]:
+    """The evaluation-clip section of a report: one line per row, cut and offset vs the clip's raw row."""
+    L = ["## Evaluation clips (scored once)", "",
+         "Reference: pose_1.json, pose_squats.full.json, MoveNet Thunder for body3d 299-398 (as "
+         f"`temporal_equal_delay.py`). ms/frame: {ms_note}, this host.", "",
+         f"| clip | method | {delay_header} | accel err | pos err px | accel cut vs raw | pos vs raw px | ms/frame |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        raw = next(x for x in rows if x["clip"] == r["clip"] and x["kind"] == "raw")
+        ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.3f}"
+        L.append(f"| {r['clip']} | {r['method']} | {r['delay_frames']} | {r['accel_error']:.2f} | "
+                 f"{r['position_error']:.2f} | {100 * (1 - r['accel_error'] / raw['accel_error']):.1f} % | "
+                 f"{r['position_error'] - raw['position_error']:+.2f} | {ms} |")
+    return L
+
+
+def evaluate(cache_dir: str, assets: Path, base_cfg, post_cfg, firs: dict, chosen, model: str) -> list[dict]:
     from edgepose.video.one_euro import OneEuroFilter
     from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
     rows = []
     for name, raw, ref, kps, fps, scales, times in eval_clip_tracks(cache_dir, assets, model):
-
-        def row(method, delay, track, kind, ms=None, params=None):
-            m = temporal_metrics(track, ref, fps)
-            rows.append({"clip": name, "method": method, "kind": kind, "delay_frames": delay,
-                         "accel_error": m.accel_error, "position_error": m.position_error, "params": params,
-                         "ms_per_frame": None if ms is None else round(ms, 4)})
-
+        row = row_recorder(rows, name, ref, fps)
         fwd, base = reference_rows(row, kps, fps, scales, base_cfg)
         with LearnedSmoother(SmootherOptions(delay=DELAY)) as sm:
             t0 = time.perf_counter()
@@ -284,18 +306,8 @@ def markdown(meta, a, b, rows, ver) -> str:
         L.append(f"| round {v['round']}: {k}{mark} | {t['accel_error']:.3f} / {t['position_error']:.3f} | {h['accel_error']:.3f} / "
                  f"{h['position_error']:.3f} | {h['accel_cut_vs_raw_pct']:.1f} % | {_yn(v['qualifies'])} | {100 * v['margin']:+.1f} % | "
                  f"{' '.join(f'{x:.3f}' for x in v['taps']['prior'])} | {' '.join(f'{x:.3f}' for x in v['taps']['raw'])} |")
-    L += ["", f"B candidate: **{b['chosen'] or 'none qualifies'}** ({b['seconds']:.0f} s).", "",
-          "## Evaluation clips (scored once)", "",
-          "Reference: pose_1.json, pose_squats.full.json, MoveNet Thunder for body3d 299-398 (as "
-          "`temporal_equal_delay.py`). ms/frame: the online smoother alone, this host.", "",
-          "| clip | method | delay | accel err | pos err px | accel cut vs raw | pos vs raw px | ms/frame |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        raw = next(x for x in rows if x["clip"] == r["clip"] and x["kind"] == "raw")
-        ms = "-" if r["ms_per_frame"] is None else f"{r['ms_per_frame']:.3f}"
-        L.append(f"| {r['clip']} | {r['method']} | {r['delay_frames']} | {r['accel_error']:.2f} | "
-                 f"{r['position_error']:.2f} | {100 * (1 - r['accel_error'] / raw['accel_error']):.1f} % | "
-                 f"{r['position_error'] - raw['position_error']:+.2f} | {ms} |")
+    L += ["", f"B candidate: **{b['chosen'] or 'none qualifies'}** ({b['seconds']:.0f} s).", ""]
+    L += eval_table(rows, "the online smoother alone")
     L += ["", "## Verdicts", "",
           "beats = lower accel AND pos no higher. Issue = accel cut >= 50 % AND pos <= raw + 0.5 px.", "",
           "| clip | method | accel / pos | issue >=50 %, <=+0.5 px | beats tuned fixed-lag d=2 | beats One Euro default d=0 |",
