@@ -39,11 +39,8 @@ vs raw AND position <= raw + 0.5 px.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -52,7 +49,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import MARGIN_PX, eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import SMOOTHNET_HELD_OUT, _entry, _yn, eval_table, row_recorder  # noqa: E402
+from temporal_equal_delay_learned import (SMOOTHNET_HELD_OUT, _entry, _yn, base_parser, eval_table,  # noqa: E402
+                                          row_recorder, run_meta, start_run, write_report)
 
 from edgepose.compression.temporal.baselines import FINE_GRID, load_clips, pooled  # noqa: E402
 from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
@@ -256,43 +254,30 @@ def main(argv=None) -> int:
     import logging
 
     from edgepose.eval.temporal_report import TemporalEvalOptions
-    from edgepose.version import __version__
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", str(ROOT.parent / "shared" / "assets")))
-    p.add_argument("--cache-dir", default=str(ROOT / "runs" / "temporal_tracks"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p = base_parser(__doc__)
     p.add_argument("--no-eval", action="store_true", help="training-clip tuning only")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    assets = Path(a.assets).resolve()
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
-    t0, load0 = time.time(), os.getloadavg()
+    assets, t0, load0 = start_run(a)
     clips = load_clips(a.cache_dir)
     picks = {}
     for total in DELAYS:
         picks[total] = tune(clips, total)
         r = picks[total]
         logging.info("D(%d): %s", total, json.dumps({k: v for k, v in r.items() if k != "table"}, default=float))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     if a.no_eval:
-        (out / "temporal_equal_delay_chain_tuning.json").write_text(json.dumps(picks, indent=1, default=float) + "\n")
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "temporal_equal_delay_chain_tuning.json").write_text(json.dumps(picks, indent=1, default=float) + "\n")
         return 0
     model = TemporalEvalOptions().model
     rows = evaluate(a.cache_dir, assets, picks, model)
     ver = verdicts(rows, picks)
-    meta = {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "model": model, "delays": list(DELAYS),
-            "primary": PRIMARY, "seconds": round(time.time() - t0, 1)}
+    meta = run_meta(t0, load0, model, delays=list(DELAYS), primary=PRIMARY)
     tables = {t: r.pop("table") for t, r in picks.items()}
-    (out / "temporal_equal_delay_chain.json").write_text(json.dumps(
-        {"meta": meta, "picks": picks, "rows": rows, "verdicts": ver,
-         "grid_columns": ["min_cutoff", "beta", "d_cutoff", "accel_error", "position_error", "margin", "qualifies"],
-         "grids": tables}, indent=1, default=float) + "\n")
-    md = markdown(meta, picks, rows, ver)
-    (out / "temporal_equal_delay_chain.md").write_text(md)
-    sys.stdout.write(md)
+    write_report(a.out, "temporal_equal_delay_chain",
+                 {"meta": meta, "picks": picks, "rows": rows, "verdicts": ver,
+                  "grid_columns": ["min_cutoff", "beta", "d_cutoff", "accel_error", "position_error", "margin", "qualifies"],
+                  "grids": tables}, markdown(meta, picks, rows, ver))
     return 0
 
 

@@ -36,11 +36,7 @@ Euro at d=2; the issue's criterion = accel cut >= 50 % vs raw AND position <= ra
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,8 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, _yn, baseline_config, eval_table, reference_rows,  # noqa: E402
-                                          row_recorder, verdicts)
+from temporal_equal_delay_learned import (DELAY, _entry, _yn, base_parser, baseline_config, eval_table,  # noqa: E402
+                                          reference_rows, row_recorder, run_meta, start_run, verdicts, write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
@@ -187,19 +183,12 @@ def main(argv=None) -> int:
     import torch
 
     from edgepose.eval.temporal_report import TemporalEvalOptions
-    from edgepose.version import __version__
 
     torch.set_num_threads(1)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", str(ROOT.parent / "shared" / "assets")))
-    p.add_argument("--cache-dir", default=str(ROOT / "runs" / "temporal_tracks"))
+    p = base_parser(__doc__)
     p.add_argument("--models", default=str(ROOT / "runs" / "temporal_models"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    assets = Path(a.assets).resolve()
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
-    t0, load0 = time.time(), os.getloadavg()
+    assets, t0, load0 = start_run(a)
     base, _ = baseline_config()
     clips = load_clips(a.cache_dir)
     Path(a.models).mkdir(parents=True, exist_ok=True)
@@ -207,17 +196,10 @@ def main(argv=None) -> int:
     model = TemporalEvalOptions().model
     rows = evaluate(a.cache_dir, assets, base, sel, model) if sel["chosen"] else []
     ver = verdicts(rows, kinds=("E", "E-other")) if rows else []
-    meta = {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "model": model, "delay": DELAY,
-            "baseline": f"min_cutoff {base.min_cutoff}, beta {base.beta}, d_cutoff {base.d_cutoff}",
-            "seconds": round(time.time() - t0, 1)}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "temporal_equal_delay_gain.json").write_text(json.dumps(
-        {"meta": meta, "selection": sel, "rows": rows, "verdicts": ver}, indent=1, default=float) + "\n")
-    md = markdown(meta, sel, rows, ver)
-    (out / "temporal_equal_delay_gain.md").write_text(md)
-    sys.stdout.write(md)
+    meta = run_meta(t0, load0, model, delay=DELAY,
+                    baseline=f"min_cutoff {base.min_cutoff}, beta {base.beta}, d_cutoff {base.d_cutoff}")
+    write_report(a.out, "temporal_equal_delay_gain", {"meta": meta, "selection": sel, "rows": rows, "verdicts": ver},
+                 markdown(meta, sel, rows, ver))
     return 0
 
 

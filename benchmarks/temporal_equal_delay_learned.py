@@ -328,6 +328,43 @@ def markdown(meta, a, b, rows, ver) -> str:
     return "\n".join(L) + "\n"
 
 
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every equal-delay round takes: --assets, --cache-dir, --out."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", str(ROOT.parent / "shared" / "assets")))
+    p.add_argument("--cache-dir", default=str(ROOT / "runs" / "temporal_tracks"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    return p
+
+
+def start_run(a) -> tuple[Path, float, tuple]:
+    """Logging, the model directory; returns (assets dir, start time, load average at start)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    assets = Path(a.assets).resolve()
+    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
+    return assets, time.time(), os.getloadavg()
+
+
+def run_meta(t0: float, load0, model: str, **extra) -> dict:
+    """A report's ``meta``: versions, host, load, the edge model, ``extra``, the run's seconds."""
+    from edgepose.version import __version__
+
+    return {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
+            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "model": model, **extra,
+            "seconds": round(time.time() - t0, 1)}
+
+
+def write_report(out, stem: str, payload: dict, md: str) -> None:
+    """``out/stem.json`` (payload) and ``out/stem.md`` (md, also printed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    sys.stdout.write(md)
+
+
 def main(argv=None) -> int:
     import logging
 
