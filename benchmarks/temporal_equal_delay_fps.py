@@ -60,11 +60,8 @@ but not on pose_squats (low-rate taps: accel 9.68 vs 8.60, a 47 % cut < 50 %; po
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -73,8 +70,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import _online_ms, eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, _online_track, _yn, baseline_config,  # noqa: E402
-                                          reference_rows, verdicts)
+from temporal_equal_delay_learned import (DELAY, _entry, _online_track, _yn, base_parser, baseline_config,  # noqa: E402
+                                          reference_rows, run_meta, start_run, verdicts, write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
@@ -255,22 +252,15 @@ def main(argv=None) -> int:
     import torch
 
     from edgepose.eval.temporal_report import TemporalEvalOptions
-    from edgepose.version import __version__
 
     torch.set_num_threads(1)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", str(ROOT.parent / "shared" / "assets")))
-    p.add_argument("--cache-dir", default=str(ROOT / "runs" / "temporal_tracks"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p = base_parser(__doc__)
     p.add_argument("--selection", default=str(ROOT / "runs" / "temporal_equal_delay_fps_selection.json"),
                    help="the selection is written here (and reused by --reuse-selection)")
     p.add_argument("--reuse-selection", action="store_true", help="skip training; read --selection")
     p.add_argument("--no-eval", action="store_true", help="training / held-out selection only")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    assets = Path(a.assets).resolve()
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
-    t0, load0 = time.time(), os.getloadavg()
+    assets, t0, load0 = start_run(a)
     base_cfg, recorded = baseline_config()
     learned = json.loads((ROOT / "benchmarks" / "results" / "temporal_equal_delay_learned.json").read_text())["B"]
     b_taps = FixedLagTaps.from_dict(learned["candidates"][learned["chosen"]]["taps"])
@@ -296,19 +286,14 @@ def main(argv=None) -> int:
     ship = sel["chosen_qualifies"] and all(v["issue_criterion"] and v["beats_tuned_fixed_lag"] for v in cv)
     if ship:
         taps.save(SHIP, source="benchmarks/temporal_equal_delay_fps.py", candidate=sel["chosen"])
-    meta = {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "model": model, "delay": DELAY,
-            "baseline": f"min_cutoff {base_cfg.min_cutoff}, beta {base_cfg.beta}, d_cutoff {base_cfg.d_cutoff}",
-            "seconds": round(time.time() - t0, 1) + (0 if not a.reuse_selection else sel["seconds"]),
-            "reused_selection": a.reuse_selection}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "temporal_equal_delay_fps.json").write_text(json.dumps(
-        {"meta": meta, "selection": sel, "rows": rows, "verdicts": ver, "shipped": bool(ship)},
-        indent=1, default=float) + "\n")
-    md = markdown(meta, sel, rows, ver, ship)
-    (out / "temporal_equal_delay_fps.md").write_text(md)
-    sys.stdout.write(md)
+    meta = run_meta(t0, load0, model, delay=DELAY,
+                    baseline=f"min_cutoff {base_cfg.min_cutoff}, beta {base_cfg.beta}, d_cutoff {base_cfg.d_cutoff}",
+                    reused_selection=a.reuse_selection)
+    if a.reuse_selection:  # the run's time includes the reused selection's
+        meta["seconds"] = round(meta["seconds"] + sel["seconds"], 1)
+    write_report(a.out, "temporal_equal_delay_fps",
+                 {"meta": meta, "selection": sel, "rows": rows, "verdicts": ver, "shipped": bool(ship)},
+                 markdown(meta, sel, rows, ver, ship))
     return 0
 
 

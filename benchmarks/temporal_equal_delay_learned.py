@@ -371,20 +371,13 @@ def main(argv=None) -> int:
     import torch
 
     from edgepose.eval.temporal_report import TemporalEvalOptions
-    from edgepose.version import __version__
 
     torch.set_num_threads(1)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", str(ROOT.parent / "shared" / "assets")))
-    p.add_argument("--cache-dir", default=str(ROOT / "runs" / "temporal_tracks"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p = base_parser(__doc__)
     p.add_argument("--no-eval", action="store_true", help="training-clip tuning / selection only")
     p.add_argument("--skip-a", action="store_true", help="(debugging) skip the post-filter grid")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    assets = Path(a.assets).resolve()
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
-    t0, load0 = time.time(), os.getloadavg()
+    assets, t0, load0 = start_run(a)
     base_cfg, recorded = baseline_config()
     clips = load_clips(a.cache_dir)
     raw = pooled(clips, [c.edge for c in clips])
@@ -406,21 +399,15 @@ def main(argv=None) -> int:
     model = TemporalEvalOptions().model
     rows = evaluate(a.cache_dir, assets, base_cfg, OneEuroConfig(**res_a["config"]), firs, res_b["chosen"], model)
     ver = verdicts(rows)
-    meta = {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "model": model, "delay": DELAY,
-            "baseline": f"min_cutoff {base_cfg.min_cutoff}, beta {base_cfg.beta}, d_cutoff {base_cfg.d_cutoff}",
-            "raw_train": {"accel_error": raw[0], "position_error": raw[1]},
-            "max_position_error": raw[1] + POSITION_MARGIN_PX, "seconds": round(time.time() - t0, 1)}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    meta = run_meta(t0, load0, model, delay=DELAY,
+                    baseline=f"min_cutoff {base_cfg.min_cutoff}, beta {base_cfg.beta}, d_cutoff {base_cfg.d_cutoff}",
+                    raw_train={"accel_error": raw[0], "position_error": raw[1]},
+                    max_position_error=raw[1] + POSITION_MARGIN_PX)
     table = res_a.pop("table")
-    (out / "temporal_equal_delay_learned.json").write_text(json.dumps(
-        {"meta": meta, "A": res_a, "B": res_b, "rows": rows, "verdicts": ver,
-         "A_grid_columns": ["min_cutoff", "beta", "d_cutoff", "accel_error", "position_error"],
-         "A_grid": table}, indent=1, default=float) + "\n")
-    md = markdown(meta, res_a, res_b, rows, ver)
-    (out / "temporal_equal_delay_learned.md").write_text(md)
-    sys.stdout.write(md)
+    write_report(a.out, "temporal_equal_delay_learned",
+                 {"meta": meta, "A": res_a, "B": res_b, "rows": rows, "verdicts": ver,
+                  "A_grid_columns": ["min_cutoff", "beta", "d_cutoff", "accel_error", "position_error"],
+                  "A_grid": table}, markdown(meta, res_a, res_b, rows, ver))
     return 0
 
 
