@@ -255,10 +255,9 @@ def markdown(meta, tuning, rows, ver, delays, matched) -> str:
     return "\n".join(lines) + "\n"
 
 
-def matched_oracle(cache_dir: str, assets: Path, delays, rows: list[dict], model: str) -> list[dict]:
-    """Per evaluation clip, delay and method: the lowest acceleration error of any ``FINE_GRID``
-    fixed-lag One Euro whose position error on the clip is <= the learned smoother's (an oracle:
-    tuned on the evaluation clip; for information, never a baseline)."""
+def oracle_grid(cache_dir: str, assets: Path, delays, model: str) -> dict:
+    """Every ``FINE_GRID`` fixed-lag One Euro scored on each evaluation clip itself (an oracle: for
+    information, never a baseline): ``{clip: {(delay, method): [(accel, pos, OneEuroConfig), ...]}}``."""
     import itertools
 
     from edgepose.compression.temporal.baselines import FINE_GRID
@@ -267,14 +266,14 @@ def matched_oracle(cache_dir: str, assets: Path, delays, rows: list[dict], model
     from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track, roi_sides, video_size
     from edgepose.video.one_euro import FIXED_LAG_METHODS, OneEuroConfig
 
-    out = []
+    out = {}
     for name, clip in EVAL_CLIPS.items():
         video = assets / clip.video
         raw = cached_model_track(cache_dir, model, video, start=clip.start, stop=clip.stop)
         ref = reference_track(clip, assets=assets, cache_dir=cache_dir).astype(np.float64)
         kps = raw.keypoints.astype(np.float64)
         scales = roi_sides(kps, raw.scores, video_size(video))
-        scored = {}
+        scored = out.setdefault(name, {})
         for mc, beta, dc in itertools.product(FINE_GRID["min_cutoff"], FINE_GRID["beta"], FINE_GRID["d_cutoff"]):
             cfg = OneEuroConfig(mc, beta, dc)
             fwd = one_euro_track(kps, raw.fps, cfg, scales)
@@ -283,6 +282,17 @@ def matched_oracle(cache_dir: str, assets: Path, delays, rows: list[dict], model
                     tm = temporal_metrics(fixed_lag_from_forward(kps, fwd, raw.fps, cfg, d, scales, method=m),
                                           ref, raw.fps)
                     scored.setdefault((d, m), []).append((tm.accel_error, tm.position_error, cfg))
+    return out
+
+
+def matched_oracle(cache_dir: str, assets: Path, delays, rows: list[dict], model: str) -> list[dict]:
+    """Per evaluation clip, delay and method: the lowest acceleration error of any ``FINE_GRID``
+    fixed-lag One Euro whose position error on the clip is <= the learned smoother's (an oracle:
+    tuned on the evaluation clip; for information, never a baseline)."""
+    from edgepose.video.one_euro import FIXED_LAG_METHODS
+
+    out = []
+    for name, scored in oracle_grid(cache_dir, assets, delays, model).items():
         for d in delays:
             ln = next(r for r in rows if r["clip"] == name and r["kind"] == "learned" and r["delay_frames"] == d)
             for m in FIXED_LAG_METHODS:

@@ -1,5 +1,7 @@
 """Learned-gain One Euro: untrained it is One Euro, torch/runtime parity, zero lag, restarts, errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,49 @@ def test_the_estimator_runs_it_in_video_mode(assets):
     assert all("smooth" in r.timings_ms for r in res[1:])
     with pytest.raises(ValueError, match="'learned_gain', 'learned' or 'none'"):
         EstimatorOptions(smoother="gain")
+
+
+@pytest.mark.torch
+def test_a_body_context_network_matches_its_torch_recursion_and_reads_the_median_of_all_joints(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from edgepose.compression.temporal.gain import GainNet, export_gain, unroll
+    from edgepose.video.gain_filter import BODY_FEATURES, gain_features
+
+    kps, sc = _track(70, seed=4)
+    scales = np.full(len(kps), 150.0)
+    # Untrained, the body network is One Euro too.
+    ours = LearnedGainFilter(export_gain(GainNet(body=True), tmp_path / "zero7.onnx")).filter_track(kps, sc, 30.0, scales)
+    oe = OneEuroFilter(OneEuroConfig())
+    np.testing.assert_allclose(ours, np.stack([oe(k, i * 1000.0 / 30.0, scale=150.0) for i, k in enumerate(kps)]),
+                               atol=1e-9)
+    torch.manual_seed(5)
+    net = GainNet(body=True).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    f = LearnedGainFilter(export_gain(net, tmp_path / "rand7.onnx"))
+    assert f.body and json.loads(f.metadata["edgepose.features"]) == list(BODY_FEATURES)
+    ours = f.filter_track(kps, sc, 30.0, scales)
+    t = lambda a: torch.tensor(a)[None]  # noqa: E731
+    with torch.no_grad():
+        theirs = unroll(net, t(kps), t(sc), t(np.ones(len(kps), bool)), t(scales), t(np.full(len(kps), 1 / 30.0)))[0]
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-3)
+    # The body columns: the same value for every joint, the median (the 9th of 17) of the per-joint column.
+    inn = np.arange(17, dtype=float)[::-1] / 10.0
+    feats = gain_features(np.ones(17), np.ones(17), inn, 2 * inn, 1 / 30.0, body=True)
+    assert feats.shape == (17, 7)
+    np.testing.assert_allclose(feats[:, 5], np.log1p(20 * 0.8), rtol=1e-6)
+    np.testing.assert_allclose(feats[:, 6], np.log1p(2 * 1.6), rtol=1e-6)
+
+
+@pytest.mark.torch
+def test_a_network_with_another_feature_count_is_refused_with_the_fix(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from edgepose.errors import ConfigError
+
+    path = tmp_path / "six.onnx"
+    torch.onnx.export(torch.nn.Linear(6, 2), (torch.zeros(1, 17, 6),), str(path), input_names=["features"],
+                      output_names=["gain"], opset_version=17, dynamo=False)
+    with pytest.raises(ConfigError, match=r"takes 6 features per joint; this version reads 5 \(FEATURES\) or 7"):
+        LearnedGainFilter(path)

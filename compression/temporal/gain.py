@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from edgepose.video.gain_filter import FEATURES
+from edgepose.video.gain_filter import BODY_FEATURES, FEATURES
 from edgepose.video.one_euro import OneEuroConfig
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,20 @@ class GainConfig:
     stride: int = 200
     hidden: int = 16
     seed: int = 0
+    #: also feed the body context (:data:`~edgepose.video.gain_filter.BODY_FEATURES`, round F)
+    body: bool = False
 
 
 class GainNet(torch.nn.Module):
-    """(B, 17, 5) features -> (B, 17, 2) log-multipliers of One Euro's two cut-off terms."""
+    """(B, 17, 5) features (``body``: (B, 17, 7)) -> (B, 17, 2) log-multipliers of One Euro's two
+    cut-off terms."""
 
-    def __init__(self, hidden: int = 16):
+    def __init__(self, hidden: int = 16, body: bool = False):
         super().__init__()
+        self.body = body
+        self.n_features = len(BODY_FEATURES if body else FEATURES)
         self.emb = torch.nn.Embedding(17, 4)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(4 + len(FEATURES), hidden), torch.nn.Tanh(),
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(4 + self.n_features, hidden), torch.nn.Tanh(),
                                        torch.nn.Linear(hidden, 2))
         torch.nn.init.zeros_(self.mlp[2].weight)
         torch.nn.init.zeros_(self.mlp[2].bias)
@@ -74,8 +79,11 @@ def unroll(net: GainNet, x, score, valid, scale, dt, cfg: OneEuroConfig = OneEur
         dxh = a_d * diff / d + (1 - a_d) * dx
         spd = dxh.abs() / s
         inn = diff.norm(dim=-1) / s[..., 0]
-        f = torch.stack([score[:, t], prev_s, torch.log1p(inn * 20), torch.log1p(spd.norm(dim=-1) * 2),
-                         torch.log(d[..., 0] * 30).expand_as(inn)], -1)
+        cols = [score[:, t], prev_s, torch.log1p(inn * 20), torch.log1p(spd.norm(dim=-1) * 2),
+                torch.log(d[..., 0] * 30).expand_as(inn)]
+        if net.body:  # 17 joints: the median is the middle value, as numpy's
+            cols += [c.median(dim=1, keepdim=True).values.expand_as(inn) for c in cols[2:4]]
+        f = torch.stack(cols, -1)
         g = net(f)
         cut = cfg.min_cutoff * torch.exp(g[..., :1]) + cfg.beta * torch.exp(g[..., 1:]) * spd
         r = _TWO_PI * d * cut
@@ -169,7 +177,7 @@ def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True, *,
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
-    net = GainNet(cfg.hidden).double()
+    net = GainNet(cfg.hidden, cfg.body).double()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     segs = segments(clips, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -188,15 +196,16 @@ def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True, *,
 
 
 def export_gain(net: GainNet, path, *, config: OneEuroConfig = OneEuroConfig(), meta: dict | None = None) -> str:
-    """Write the network as ONNX (input ``features`` (1, 17, 5) float32, output ``gain``) with metadata."""
+    """Write the network as ONNX (input ``features`` (1, 17, 5) float32, or (1, 17, 7) for a
+    ``body`` network, output ``gain``) with metadata."""
     import onnx
 
     net = net.float().eval()
-    torch.onnx.export(net, (torch.zeros(1, 17, len(FEATURES)),), str(path), input_names=["features"],
+    torch.onnx.export(net, (torch.zeros(1, 17, net.n_features),), str(path), input_names=["features"],
                       output_names=["gain"], opset_version=17, dynamo=False)
     model = onnx.load(str(path))
     entries = {"edgepose.kind": "learned-gain-one-euro", "edgepose.one_euro": json.dumps(asdict(config)),
-               "edgepose.features": json.dumps(FEATURES), **{f"edgepose.{k}": json.dumps(v) for k, v in (meta or {}).items()}}
+               "edgepose.features": json.dumps(BODY_FEATURES if net.body else FEATURES), **{f"edgepose.{k}": json.dumps(v) for k, v in (meta or {}).items()}}
     for k, v in entries.items():
         p = model.metadata_props.add()
         p.key, p.value = k, v

@@ -38,17 +38,25 @@ FIXED_LAG_MODEL = DEFAULT_MODEL.parent / "gain_fixed_lag_d2.onnx"
 #: Features per joint, in the network's input order.
 FEATURES = ("score", "previous score", "log1p(20 |x - y_prev| / scale)", "log1p(2 |speed| / scale)",
             "log(30 dt)")
+#: :data:`FEATURES` plus the body context: the median over the 17 joints of the innovation and
+#: speed features. Real motion moves many joints at once; per-joint jitter does not (round F).
+BODY_FEATURES = FEATURES + ("median over joints of log1p(20 |x - y_prev| / scale)",
+                            "median over joints of log1p(2 |speed| / scale)")
 
 
 def gain_features(score: np.ndarray, prev_score: np.ndarray, innovation: np.ndarray,
-                  speed: np.ndarray, dt: float) -> np.ndarray:
-    """(17, 5) float32 network input; ``innovation`` (17,) and ``speed`` (17,) already / scale."""
-    f = np.empty((len(score), 5), np.float32)
+                  speed: np.ndarray, dt: float, body: bool = False) -> np.ndarray:
+    """(17, 5) float32 network input (:data:`FEATURES`; (17, 7), :data:`BODY_FEATURES`, with
+    ``body``); ``innovation`` (17,) and ``speed`` (17,) already / scale."""
+    f = np.empty((len(score), 7 if body else 5), np.float32)
     f[:, 0] = score
     f[:, 1] = prev_score
     f[:, 2] = np.log1p(20.0 * innovation)
     f[:, 3] = np.log1p(2.0 * speed)
     f[:, 4] = math.log(30.0 * dt)
+    if body:
+        f[:, 5] = np.median(np.log1p(20.0 * innovation))
+        f[:, 6] = np.median(np.log1p(2.0 * speed))
     return f
 
 
@@ -81,6 +89,13 @@ class LearnedGainFilter:
         self.config = config
         self.model_path = str(path)
         self._in = self._sess.get_inputs()[0].name
+        n_in = self._sess.get_inputs()[0].shape[-1]
+        if n_in not in (len(FEATURES), len(BODY_FEATURES)):
+            raise ConfigError(f"learned-gain model {str(path)!r} takes {n_in!r} features per joint; this "
+                              f"version reads {len(FEATURES)} (FEATURES) or {len(BODY_FEATURES)} "
+                              "(BODY_FEATURES): re-export it with edgepose.compression.temporal.gain")
+        #: True when the network also reads the body context (:data:`BODY_FEATURES`)
+        self.body = n_in == len(BODY_FEATURES)
         self.reset()
 
     def reset(self) -> None:
@@ -90,7 +105,7 @@ class LearnedGainFilter:
         self._prev_score: np.ndarray | None = None
 
     def gains(self, features: np.ndarray) -> np.ndarray:
-        """(17, 2) log-multipliers of the cut-off's two terms for (17, 5) features."""
+        """(17, 2) log-multipliers of the cut-off's two terms for (17, 5) (or (17, 7)) features."""
         return self._sess.run(None, {self._in: features[None].astype(np.float32)})[0][0].astype(np.float64)
 
     def __call__(self, x: np.ndarray, timestamp_ms: float, *, scale: float = 1.0,
@@ -120,7 +135,7 @@ class LearnedGainFilter:
         dxh = a_d * diff / dt + (1.0 - a_d) * self._dx
         spd = np.abs(dxh) / scale
         f = gain_features(s, self._prev_score, np.linalg.norm(diff, axis=-1) / scale,
-                          np.linalg.norm(spd, axis=-1), dt)
+                          np.linalg.norm(spd, axis=-1), dt, self.body)
         g = self.gains(f)
         cut = c.min_cutoff * np.exp(g[:, :1]) + c.beta * np.exp(g[:, 1:]) * spd
         r = _TWO_PI * dt * cut
@@ -175,5 +190,5 @@ def learned_fixed_lag_one_euro(model_path: str | os.PathLike | None = None):
     return FixedLagOneEuro(g.config, delay, "triangular", causal=g)
 
 
-__all__ = ["LearnedGainFilter", "DEFAULT_MODEL", "FIXED_LAG_MODEL", "FEATURES", "gain_features",
+__all__ = ["LearnedGainFilter", "DEFAULT_MODEL", "FIXED_LAG_MODEL", "FEATURES", "BODY_FEATURES", "gain_features",
            "learned_fixed_lag_one_euro"]
