@@ -10,6 +10,12 @@ never a baseline, and nothing here selects or changes a model)? Per clip and E c
 - the oracle's lowest accel among settings with position error <= E's (E at matched position);
 - the oracle's lowest position error among settings with accel error <= E's (E at matched jitter).
 
+It also asks how firm round E's verdicts against the tuned baseline are on clips this short
+(body3d_eval is 100 frames): a paired moving-block bootstrap over frames (blocks of
+``BLOCK`` frames, ``RESAMPLES`` resamples, seed 0; the same blocks for both smoothers) of the
+differences E - baseline in the two means, with their 95 % intervals and the share of
+resamples in which E beats the baseline (lower accel AND position no higher).
+
 It reads round E's rows from ``results/temporal_equal_delay_gain.json`` (run that first) and
 scores the grid on the cached evaluation tracks; writes ``temporal_equal_delay_frontier.{json,md,png}``.
 
@@ -23,8 +29,57 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from temporal_equal_delay import oracle_grid  # noqa: E402
-from temporal_equal_delay_learned import DELAY, base_parser, run_meta, start_run, write_report  # noqa: E402
+import numpy as np  # noqa: E402
+from temporal_equal_delay import eval_clip_tracks, oracle_grid  # noqa: E402
+from temporal_equal_delay_gain import replay  # noqa: E402
+from temporal_equal_delay_learned import DELAY, base_parser, baseline_config, run_meta, start_run, write_report  # noqa: E402
+
+from edgepose.eval.jitter import acceleration  # noqa: E402
+from edgepose.types import SHARED13  # noqa: E402
+from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
+
+BLOCK = 10
+RESAMPLES = 2000
+
+
+def per_frame(track: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-frame sums and counts of the accel and position norms over the 13 scored joints, so that
+    sum / count over all frames is exactly ``temporal_metrics``' two means."""
+    j = list(SHARED13)
+    a = np.linalg.norm(acceleration(track[:, j]) - acceleration(ref[:, j]), axis=-1)
+    p = np.linalg.norm(track[:, j] - ref[:, j], axis=-1)
+    a = np.concatenate([np.full((1, len(j)), np.nan), a, np.full((1, len(j)), np.nan)])  # centre frame
+    return (np.nansum(a, 1), np.isfinite(a).sum(1), np.nansum(p, 1), np.isfinite(p).sum(1))
+
+
+def paired_bootstrap(e: tuple, b: tuple, seed: int = 0) -> dict:
+    """Moving-block bootstrap of (E - baseline) in mean accel and mean position error."""
+    n = len(e[0])
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - BLOCK + 1, size=(RESAMPLES, -(-n // BLOCK)))
+    idx = (starts[..., None] + np.arange(BLOCK)).reshape(RESAMPLES, -1)[:, :n]
+
+    def means(t):
+        return t[0][idx].sum(1) / t[1][idx].sum(1), t[2][idx].sum(1) / t[3][idx].sum(1)
+
+    (ea, ep), (ba, bp) = means(e), means(b)
+    da, dp = ea - ba, ep - bp
+    full = (e[0].sum() / e[1].sum() - b[0].sum() / b[1].sum(), e[2].sum() / e[3].sum() - b[2].sum() / b[3].sum())
+    return {"accel_diff": float(full[0]), "accel_diff_ci95": np.percentile(da, [2.5, 97.5]).tolist(),
+            "position_diff": float(full[1]), "position_diff_ci95": np.percentile(dp, [2.5, 97.5]).tolist(),
+            "share_E_beats": float(np.mean((da < 0) & (dp <= 0))), "frames": int(n)}
+
+
+def bootstrap_rows(cache_dir, assets, gain: dict) -> list[dict]:
+    base, _ = baseline_config()
+    chosen = gain["selection"]["candidates"][gain["selection"]["chosen"]]["model"]
+    out = []
+    for name, raw, ref, kps, fps, scales, _ in eval_clip_tracks(cache_dir, assets, gain["meta"]["model"]):
+        e = replay(chosen, base, kps, raw.scores, fps, scales)
+        b = fixed_lag_from_forward(kps, one_euro_track(kps, fps, base, scales), fps, base, DELAY, scales,
+                                   method="triangular")
+        out.append({"clip": name, **paired_bootstrap(per_frame(e, ref), per_frame(b, ref))})
+    return out
 
 
 def frontier_rows(grid: dict, gain_rows: list[dict]) -> list[dict]:
@@ -88,7 +143,7 @@ def plot(grid: dict, gain_rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(meta, rows) -> str:
+def markdown(meta, rows, boot) -> str:
     def q(x):
         return "none" if x is None else (f"{x['accel_error']:.3f} / {x['position_error']:.3f} ({x['method']}, "
                                          f"{x['params']['min_cutoff']:g} Hz, beta {x['params']['beta']:g}, "
@@ -111,6 +166,15 @@ def markdown(meta, rows) -> str:
     ch = [r for r in rows if r["chosen"]]
     L += ["", f"- Round E's chosen model is dominated by no One Euro setting on any clip: "
           f"**{'yes' if ch and not any(r['dominated'] for r in ch) else 'no'}**."]
+    L += ["", "## How firm is the verdict against the tuned baseline? (paired block bootstrap)", "",
+          f"E (chosen) - the tuned fixed-lag One Euro d={DELAY} on each clip; negative = E lower. Moving blocks of "
+          f"{BLOCK} frames, {RESAMPLES} resamples, seed 0.", "",
+          "| clip | frames | accel diff [95 % interval] | position diff px [95 % interval] | share of resamples where E beats |",
+          "|---|---:|---|---|---:|"]
+    for r in boot:
+        a, p = r["accel_diff_ci95"], r["position_diff_ci95"]
+        L.append(f"| {r['clip']} | {r['frames']} | {r['accel_diff']:+.3f} [{a[0]:+.3f}, {a[1]:+.3f}] | "
+                 f"{r['position_diff']:+.3f} [{p[0]:+.3f}, {p[1]:+.3f}] | {100 * r['share_E_beats']:.0f} % |")
     return "\n".join(L) + "\n"
 
 
@@ -122,9 +186,16 @@ def main(argv=None) -> int:
     model = gain["meta"]["model"]
     grid = oracle_grid(a.cache_dir, assets, (DELAY,), model)
     rows = frontier_rows(grid, gain["rows"])
+    boot = bootstrap_rows(a.cache_dir, assets, gain)
+    for r in boot:
+        row = {x["kind"]: x for x in gain["rows"] if x["clip"] == r["clip"]}
+        want = (row["E"]["accel_error"] - row["tuned"]["accel_error"], row["E"]["position_error"] - row["tuned"]["position_error"])
+        if not np.allclose((r["accel_diff"], r["position_diff"]), want, atol=1e-9):
+            raise AssertionError(f"{r['clip']}: per-frame sums {r['accel_diff']}, {r['position_diff']} != round E's report {want}")
     plot(grid, gain["rows"], Path(a.out) / "temporal_equal_delay_frontier.png")
     meta = run_meta(t0, load0, model, delay=DELAY, source="temporal_equal_delay_gain.json")
-    write_report(a.out, "temporal_equal_delay_frontier", {"meta": meta, "rows": rows}, markdown(meta, rows))
+    write_report(a.out, "temporal_equal_delay_frontier", {"meta": meta, "rows": rows, "bootstrap": boot},
+                 markdown(meta, rows, boot))
     return 0
 
 
