@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from temporal_equal_delay import eval_clip_tracks, oracle_grid  # noqa: E402
 from temporal_equal_delay_gain import replay  # noqa: E402
-from temporal_equal_delay_learned import DELAY, base_parser, baseline_config, run_meta, start_run, write_report  # noqa: E402
+from temporal_equal_delay_learned import (DELAY, base_parser, baseline_config, baseline_track, run_meta,  # noqa: E402
+                                          start_run, write_report)
 
 from edgepose.eval.jitter import acceleration  # noqa: E402
 from edgepose.types import SHARED13  # noqa: E402
-from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
 
 BLOCK = 10
 RESAMPLES = 2000
@@ -76,8 +76,7 @@ def bootstrap_rows(cache_dir, assets, gain: dict) -> list[dict]:
     out = []
     for name, raw, ref, kps, fps, scales, _ in eval_clip_tracks(cache_dir, assets, gain["meta"]["model"]):
         e = replay(chosen, base, kps, raw.scores, fps, scales)
-        b = fixed_lag_from_forward(kps, one_euro_track(kps, fps, base, scales), fps, base, DELAY, scales,
-                                   method="triangular")
+        b = baseline_track(kps, fps, scales, base)
         out.append({"clip": name, **paired_bootstrap(per_frame(e, ref), per_frame(b, ref))})
     return out
 

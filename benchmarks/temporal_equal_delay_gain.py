@@ -45,13 +45,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, _yn, base_parser, baseline_config, eval_table,  # noqa: E402
-                                          reference_rows, row_recorder, run_meta, start_run, verdicts, write_report)
+from temporal_equal_delay_learned import (DELAY, _entry, _yn, base_parser, baseline_config, baseline_track,  # noqa: E402
+                                          eval_table, reference_rows, row_recorder, run_meta, start_run, verdicts,
+                                          write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
 from edgepose.compression.temporal.gain import GainConfig, export_gain, train_gain  # noqa: E402
-from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
+from edgepose.eval.temporal_report import fixed_lag_from_forward  # noqa: E402
 from edgepose.video.gain_filter import LearnedGainFilter  # noqa: E402
 from edgepose.video.one_euro import FixedLagOneEuro  # noqa: E402
 
@@ -93,8 +94,7 @@ def select(clips, base, model_dir: Path) -> dict:
         return pooled(cs, [replay(path, base, c.edge, c.scores, c.fps, c.scales) for c in cs])
 
     def fwd_base(c):
-        return fixed_lag_from_forward(c.edge, one_euro_track(c.edge, c.fps, base, c.scales), c.fps, base, DELAY,
-                                      c.scales, method="triangular")
+        return baseline_track(c.edge, c.fps, c.scales, base)
 
     raw_v, raw_t = pooled(val, [c.edge for c in val]), pooled(train, [c.edge for c in train])
     base_v, base_t = pooled(val, [fwd_base(c) for c in val]), pooled(train, [fwd_base(c) for c in train])

@@ -158,6 +158,12 @@ def select_fir(clips, base_cfg: OneEuroConfig) -> dict:
             "candidates": cands, "chosen": chosen, "seconds": round(time.time() - t0, 1)}
 
 
+def baseline_track(kps, fps, scales, base_cfg):
+    """The tuned triangular fixed-lag One Euro at d=DELAY over a (T, 17, 2) track (row i = frame i)."""
+    return fixed_lag_from_forward(kps, one_euro_track(kps, fps, base_cfg, scales), fps, base_cfg, DELAY, scales,
+                                  method="triangular")
+
+
 def reference_rows(row, kps, fps, scales, base_cfg):
     """Add the rows every candidate is judged against on one clip (raw; One Euro default at d=0;
     the tuned fixed-lag One Euro at d=DELAY) through ``row``; returns (the causal One Euro track

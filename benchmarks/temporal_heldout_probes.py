@@ -32,13 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay_gain import replay  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, base_parser, baseline_config, run_meta, start_run,  # noqa: E402
-                                          write_report)
+from temporal_equal_delay_learned import (DELAY, _entry, base_parser, baseline_config, baseline_track,  # noqa: E402
+                                          run_meta, start_run, write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
 from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
 from edgepose.compression.temporal.gain import GainConfig, export_gain, train_gain  # noqa: E402
-from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track  # noqa: E402
 from edgepose.video.gain_filter import LearnedGainFilter  # noqa: E402
 from edgepose.video.one_euro import triangular_weights  # noqa: E402
 
@@ -121,11 +120,8 @@ def probe(clips, base, model_dir: Path) -> dict:
         raise SystemExit(f"expected the {len(VAL_PREFIXES)} held-out clips, found {[c.name for c in val]}")
     raw_v = pooled(val, [c.edge for c in val])
 
-    def base_track(c):
-        return fixed_lag_from_forward(c.edge, one_euro_track(c.edge, c.fps, base, c.scales), c.fps, base, DELAY,
-                                      c.scales, method="triangular")
-
-    rows = {"raw": _entry(raw_v, raw_v), "baseline": _entry(pooled(val, [base_track(c) for c in val]), raw_v),
+    rows = {"raw": _entry(raw_v, raw_v),
+            "baseline": _entry(pooled(val, [baseline_track(c.edge, c.fps, c.scales, base) for c in val]), raw_v),
             "E w16 (round E's pick)": _entry(pooled(val, [replay(E_MODEL, base, c.edge, c.scores, c.fps, c.scales)
                                                           for c in val]), raw_v)}
     seconds = {}
