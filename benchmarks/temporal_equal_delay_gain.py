@@ -45,18 +45,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay import eval_clip_tracks  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, _yn, base_parser, baseline_config, baseline_track,  # noqa: E402
-                                          eval_table, reference_rows, row_recorder, run_meta, start_run, verdicts,
+from temporal_equal_delay_learned import (DELAY, _entry, _yn, baseline_track,  # noqa: E402
+                                          eval_table, reference_rows, row_recorder, run_meta, start_training_run, verdicts,
                                           write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
-from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
+from edgepose.compression.temporal.baselines import pooled  # noqa: E402
 from edgepose.compression.temporal.gain import GainConfig, export_gain, train_gain  # noqa: E402
 from edgepose.eval.temporal_report import fixed_lag_from_forward  # noqa: E402
 from edgepose.video.gain_filter import LearnedGainFilter  # noqa: E402
 from edgepose.video.one_euro import FixedLagOneEuro  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = tuple(GainConfig(accel_weight=w, steps=600, seed=0) for w in (1.5, 4.0, 8.0))
 ROUND2 = tuple(GainConfig(accel_weight=w, steps=600, seed=0) for w in (16.0, 32.0))
 
@@ -180,19 +179,10 @@ def markdown(meta, sel, rows, ver) -> str:
 
 
 def main(argv=None) -> int:
-    import torch
-
     from edgepose.eval.temporal_report import TemporalEvalOptions
 
-    torch.set_num_threads(1)
-    p = base_parser(__doc__)
-    p.add_argument("--models", default=str(ROOT / "runs" / "temporal_models"))
-    a = p.parse_args(argv)
-    assets, t0, load0 = start_run(a)
-    base, _ = baseline_config()
-    clips = load_clips(a.cache_dir)
-    Path(a.models).mkdir(parents=True, exist_ok=True)
-    sel = select(clips, base, Path(a.models))
+    a, assets, t0, load0, base, clips, models = start_training_run(__doc__, argv)
+    sel = select(clips, base, models)
     model = TemporalEvalOptions().model
     rows = evaluate(a.cache_dir, assets, base, sel, model) if sel["chosen"] else []
     ver = verdicts(rows, kinds=("E", "E-other")) if rows else []

@@ -353,6 +353,23 @@ def start_run(a) -> tuple[Path, float, tuple]:
     return assets, time.time(), os.getloadavg()
 
 
+def start_training_run(doc: str, argv=None):
+    """For rounds that train: one torch thread, the common options plus ``--models``, the baseline,
+    the training clips. Returns (args, assets dir, start time, load average, baseline config,
+    clips, model directory)."""
+    import torch
+
+    torch.set_num_threads(1)
+    p = base_parser(doc)
+    p.add_argument("--models", default=str(ROOT / "runs" / "temporal_models"))
+    a = p.parse_args(argv)
+    assets, t0, load0 = start_run(a)
+    base, _ = baseline_config()
+    models = Path(a.models)
+    models.mkdir(parents=True, exist_ok=True)
+    return a, assets, t0, load0, base, load_clips(a.cache_dir, assets=assets), models
+
+
 def run_meta(t0: float, load0, model: str, **extra) -> dict:
     """A report's ``meta``: versions, host, load, the edge model, ``extra``, the run's seconds."""
     from edgepose.version import __version__

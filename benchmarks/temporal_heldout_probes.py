@@ -32,11 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temporal_equal_delay_gain import replay  # noqa: E402
-from temporal_equal_delay_learned import (DELAY, _entry, base_parser, baseline_config, baseline_track,  # noqa: E402
-                                          run_meta, start_run, write_report)
+from temporal_equal_delay_learned import (DELAY, _entry, baseline_track,  # noqa: E402
+                                          run_meta, start_training_run, write_report)
 from zero_lag_selection import VAL_PREFIXES  # noqa: E402
 
-from edgepose.compression.temporal.baselines import load_clips, pooled  # noqa: E402
+from edgepose.compression.temporal.baselines import pooled  # noqa: E402
 from edgepose.compression.temporal.gain import GainConfig, export_gain, train_gain  # noqa: E402
 from edgepose.video.gain_filter import LearnedGainFilter  # noqa: E402
 from edgepose.video.one_euro import triangular_weights  # noqa: E402
@@ -175,18 +175,10 @@ def markdown(meta, res) -> str:
 
 
 def main(argv=None) -> int:
-    import torch
-
     from edgepose.eval.temporal_report import TemporalEvalOptions
 
-    torch.set_num_threads(1)
-    p = base_parser(__doc__)
-    p.add_argument("--models", default=str(ROOT / "runs" / "temporal_models"))
-    a = p.parse_args(argv)
-    assets, t0, load0 = start_run(a)
-    base, _ = baseline_config()
-    Path(a.models).mkdir(parents=True, exist_ok=True)
-    res = probe(load_clips(a.cache_dir, assets=assets), base, Path(a.models))
+    a, _, t0, load0, base, clips, models = start_training_run(__doc__, argv)
+    res = probe(clips, base, models)
     meta = run_meta(t0, load0, TemporalEvalOptions().model, delay=DELAY)
     write_report(a.out, "temporal_heldout_probes", {"meta": meta, **res}, markdown(meta, res))
     return 0
