@@ -54,9 +54,9 @@ def gain_features(score: np.ndarray, prev_score: np.ndarray, innovation: np.ndar
     f[:, 2] = np.log1p(20.0 * innovation)
     f[:, 3] = np.log1p(2.0 * speed)
     f[:, 4] = math.log(30.0 * dt)
-    if body:
-        f[:, 5] = np.median(np.log1p(20.0 * innovation))
-        f[:, 6] = np.median(np.log1p(2.0 * speed))
+    if body:  # the median picks one joint's value, so float32 rounding commutes with it
+        f[:, 5] = np.median(f[:, 2])
+        f[:, 6] = np.median(f[:, 3])
     return f
 
 
