@@ -1,7 +1,8 @@
 """The demo clip made by edgepose from a public-domain still (no video download needed).
 
-The still is NASA's portrait of astronaut Eileen Collins shipped in the scikit-image wheel
-(fetched by ``edgepose fetch``). The clip moves a virtual camera over it: pan, zoom and a slow
+The still is NASA's portrait of astronaut Eileen Collins (public domain; the picture scikit-image
+ships as ``astronaut.png``), stored in the package as ``edgepose/data/astronaut.jpg``, so the demo
+needs no download. The clip moves a virtual camera over it: pan, zoom and a slow
 roll, so tracking, re-cropping and smoothing all have work to do.
 """
 
@@ -59,11 +60,17 @@ def make_demo_clip(still_path: str | os.PathLike, out_path: str | os.PathLike) -
     return out_path
 
 
+#: The demo still inside the package (NASA, public domain; see edgepose/data/NOTICE.md).
+DEMO_STILL = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
+
+
 def demo_clip_path() -> Path:
-    """The demo clip in the model cache, made on first use from the fetched still."""
-    from edgepose.models import default_cache_dir, find_file
+    """The demo clip in the model cache, made on first use from the still shipped in the package."""
+    from edgepose.models import default_cache_dir
 
     clip = default_cache_dir() / "demo_astronaut.mp4"
     if not clip.is_file():
-        make_demo_clip(find_file("astronaut.png"), clip)
+        tmp = clip.with_name(f"demo_astronaut.{os.getpid()}.part.mp4")
+        make_demo_clip(DEMO_STILL, tmp)
+        os.replace(tmp, clip)
     return clip

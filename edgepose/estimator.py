@@ -61,7 +61,7 @@ class EstimatorOptions:
             ``edgepose/data``, zero-lag; lower position error, ~0.1 ms per frame),
             ``"learned_gain"`` (One Euro whose cut-off a tiny network adapts per joint from the
             keypoint scores and motion, :mod:`edgepose.video.gain_filter`; zero-lag, ~0.04 ms per
-            frame; less jitter than One Euro on the evaluation clips, benchmarks/results/learned_gain.md)
+            frame; less jitter than One Euro on the evaluation clips, docs/research-notes.md T4)
             or ``"none"``.
         one_euro: One Euro parameters (see :class:`OneEuroConfig` for why these defaults).
         learned_smoother: options of the learned smoother. Its ``delay`` must be 0 here: a
@@ -173,14 +173,17 @@ class PoseEstimator:
         ...     result = est.detect_for_video(frame.image, frame.timestamp_ms)
 
     Args:
-        model: a loaded :class:`PoseModel`, a registered model name, or a model file path.
+        model: a loaded :class:`PoseModel`, a registered model name, or a model file path; default:
+            the model shipped in the package (``edgepose.models.DEFAULT_MODEL``).
         options: :class:`EstimatorOptions` (default: image mode).
         num_threads: intra-op threads when ``model`` is a name or path.
     """
 
-    def __init__(self, model: PoseModel | str, *, options: EstimatorOptions | None = None,
+    def __init__(self, model: PoseModel | str | None = None, *, options: EstimatorOptions | None = None,
                  num_threads: int | None = None):
         self.options = options or EstimatorOptions()
+        if model is None:  # the card shipped inside the package
+            from edgepose.models import DEFAULT_MODEL as model
         self._owns_model = not isinstance(model, PoseModel)
         self.model = load_model(model, num_threads=num_threads) if self._owns_model else model
         self._filter = OneEuroFilter(self.options.one_euro)

@@ -1,8 +1,8 @@
-"""Fetch the models and the demo image edgepose may not ship, from PyPI wheels only.
+"""Fetch the BlazePose models edgepose does not ship, from PyPI wheels only.
 
 The BlazePose detector and landmark models are published on PyPI inside the wheel
-mediapipe==0.10.14; the demo picture (NASA astronaut Eileen Collins, public domain) inside
-scikit-image==0.26.0. ``pip download --no-deps`` fetches the wheel from the package index the
+mediapipe==0.10.14 (the default MoveNet model and the demo still ship in the package itself).
+``pip download --no-deps`` fetches the wheel from the package index the
 machine is configured with; the files are extracted and checked against pinned sha256 sums.
 Nothing else is downloaded, and nothing is installed.
 """
@@ -39,8 +39,6 @@ FILES: tuple[WheelFile, ...] = (
               "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c", "pose_detection.tflite"),
     WheelFile("mediapipe==0.10.14", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
               "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f", "pose_landmark_full.tflite"),
-    WheelFile("scikit-image==0.26.0", "skimage/data/astronaut.png",
-              "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", "astronaut.png"),
 )
 
 

@@ -143,7 +143,7 @@ def test_an_accuracy_below_its_gate_fails_the_case_and_the_cli(assets, tmp_path,
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     acc = doc["cases"][0]["accuracy"]
     assert acc["status"] == "FAILED" and doc["failed"] == ["movenet-lightning-int8/litert/t2"]
-    assert acc["pck_torso"] == pytest.approx(66.8, abs=2.0)  # ASSETS.md reference, same protocol
+    assert acc["pck_torso"] == pytest.approx(66.8, abs=2.0)  # $EDGEPOSE_ASSETS/ASSETS.md reference, same protocol
     assert (tmp_path / "out" / "pareto.png").is_file()
     assert "**FAILED accuracy gate:** movenet-lightning-int8/litert/t2" in capsys.readouterr().out
 
@@ -179,3 +179,16 @@ def test_the_baselines_suite_runs_every_shared_model(assets, tmp_path):
     assert {"movenet-lightning-int8", "movenet-lightning-fp32", "movenet-thunder-fp32", "blazepose-lite",
             "blazepose-full", "blazepose-heavy"} <= names
     assert not doc["failed"], doc["failed"]
+
+
+def test_a_qdq_onnx_counts_as_int8_and_the_default_suite_runs_on_the_shipped_model():
+    from edgepose.bench.graphstats import onnx_stats
+    from edgepose.models import DEFAULT_MODEL, find_file, get_card
+
+    path = find_file(get_card(DEFAULT_MODEL).files[0])
+    stats = onnx_stats(str(path))
+    assert stats.precision == "int8"  # DequantizeLinear -> Conv: an int8 kernel after ORT's fusion
+    assert stats.macs == 270_549_504  # the same network as the official int8 TFLite
+    doc = run_suite(load_suite(REPO / "benchmarks" / "default_model.yaml"), BenchOptions(runs=3, **FAST))
+    assert [r["id"] for r in doc["cases"]] == [f"{DEFAULT_MODEL}/ort/t1", f"{DEFAULT_MODEL}/ort/t2"]
+    assert all(r["precision"] == "int8" and r["status"] == "ok" for r in doc["cases"])

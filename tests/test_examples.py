@@ -107,19 +107,4 @@ def test_the_install_guide_marks_its_no_hardware_commands():
     assert "python examples/raspberry_pi.py --input demo --headless --record overlay.mp4" in cmds
     assert "python examples/jetson.py --input demo --headless --record overlay.mp4" in cmds
     assert any(c.startswith("edgepose bench ") for c in cmds)
-
-
-def test_the_install_guide_no_hardware_commands_run_as_written(tmp_path):
-    """From a fresh folder holding the repository's examples/ and benchmarks/, as a user's checkout."""
-    for d in ("examples", "benchmarks"):
-        (tmp_path / d).symlink_to(REPO / d)
-    bindir = Path(sys.executable).parent
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for cmd in _documented_commands():
-        proc = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **env})
-        assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
-        if "examples/" in cmd:
-            assert TOTAL.search(proc.stdout), proc.stdout
-    assert _frames(tmp_path / "overlay.mp4") == 90
-    assert (tmp_path / "bench-smoke" / "results.md").is_file()
+    # they run verbatim on a fresh setup in tests/test_docs.py

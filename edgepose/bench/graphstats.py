@@ -128,12 +128,16 @@ def onnx_stats(path: str) -> ModelStats:
         return elems(name) * _ONNX_DTYPE_BYTES.get(info.get(name, ([], 1))[1], 4)
 
     stats = ModelStats(path, "onnx")
+    # QDQ graphs: a conv reading DequantizeLinear outputs runs as an int8 kernel once ORT fuses the
+    # pattern at load (QLinearConv), though its tensors are float in the file
+    dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
     for i, node in enumerate(g.node):
         ins = [x for x in node.input if x]
         outs = [x for x in node.output if x]
         macs = _onnx_macs(node, ins, outs, info, elems)
         first = info.get(ins[0], ([], 1))[1] if ins else 1
-        precision = "int8" if first in _ONNX_8BIT and node.op_type in _MAC_OPS_ONNX else "fp32"
+        is8 = first in _ONNX_8BIT or (len(ins) > 1 and ins[0] in dequantized and ins[1] in dequantized)
+        precision = "int8" if is8 and node.op_type in _MAC_OPS_ONNX else "fp32"
         stats.layers.append(LayerStat(node.name or f"{node.op_type}#{i}", node.op_type, int(macs),
                                       int(sum(nbytes(x) for x in ins + outs)), precision))
     return stats

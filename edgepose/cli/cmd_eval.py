@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from edgepose.cli import _args
+
 NAME = "eval"
 HELP = "PCK@0.2 x torso, PCK@0.1 x bbox and OKS-AP of a model on the evaluation sets"
 
@@ -20,10 +22,10 @@ def add_arguments(p):
     p.add_argument("--card", help="the card to read a model file with, when it is not recognised")
     p.add_argument("--datasets", help="comma-separated sets or groups (default: all). Sets: "
                    f"{', '.join(list_datasets())}; groups: {', '.join(GROUPS)}")
-    p.add_argument("--data-root", help=f"folder holding coco_mini/ and mmpose_mini/ (default: ${DATA_ENV})")
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
-    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
-    p.add_argument("--model-dir", help="an extra folder to search for model files")
+    p.add_argument("--data-root", type=_args.existing_dir("data root"), help=f"folder holding coco_mini/ and mmpose_mini/ (default: ${DATA_ENV})")
+    p.add_argument("--json", metavar="OUT", type=_args.output_file, help="write the report as JSON here")
+    p.add_argument("--threads", type=_args.int_range(1), help="inference threads (default: the runtime's)")
+    p.add_argument("--model-dir", type=_args.existing_dir("model folder"), help="an extra folder to search for model files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--crop-convention", choices=("index", "centre"), default="index",
                    help="pixel convention of the crops: 'index' (default) is the ASSETS.md "

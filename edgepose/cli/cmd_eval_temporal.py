@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from edgepose.cli import _args
+
 NAME = "eval-temporal"
 HELP = ("temporal quality on the evaluation clips: acceleration error, high-frequency energy, "
         "position error, PCK for raw / One Euro / learned smoother / keyframes + recovery")
-
-
-def _ints(s: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in s.split(",") if v.strip()) if s else ()
 
 
 def add_arguments(p):
@@ -17,17 +15,17 @@ def add_arguments(p):
     p.add_argument("--clips", default=",".join(EVAL_CLIPS),
                    help=f"comma-separated clips (default: all of {', '.join(EVAL_CLIPS)})")
     p.add_argument("--model", default="movenet-lightning-int8", help="the per-frame edge model card")
-    p.add_argument("--delays", default="0,2,4,8", help="learned smoother online delays, frames")
+    p.add_argument("--delays", default=(0, 2, 4, 8), type=_args.int_list(0), help="learned smoother online delays, frames")
     p.add_argument("--no-offline", action="store_true", help="skip the offline smoother row")
-    p.add_argument("--keyframes", default="3,5", help="keyframe intervals k ('' to skip)")
-    p.add_argument("--min-score", type=float, default=None, help="smoother uncertainty gating threshold")
-    p.add_argument("--smoother", default=None, help="smoother .onnx (default: the shipped one)")
-    p.add_argument("--recovery", default=None, help="recovery .onnx (default: the shipped one)")
+    p.add_argument("--keyframes", default=(3, 5), type=_args.int_list(2), help="keyframe intervals k ('' to skip)")
+    p.add_argument("--min-score", type=_args.float_range(0.0, 1.0), default=None, help="smoother uncertainty gating threshold")
+    p.add_argument("--smoother", default=None, type=_args.input_file(".onnx", what="smoother"), help="smoother .onnx (default: the shipped one)")
+    p.add_argument("--recovery", default=None, type=_args.input_file(".onnx", what="recovery model"), help="recovery .onnx (default: the shipped one)")
     p.add_argument("--cache-dir", default="runs/temporal_tracks",
                    help="cache of per-frame model tracks ('' to recompute)")
-    p.add_argument("--assets", default=None, help="shared assets folder (default: $EDGEPOSE_ASSETS "
+    p.add_argument("--assets", default=None, type=_args.existing_dir("assets folder"), help="shared assets folder (default: $EDGEPOSE_ASSETS "
                    "or ../shared/assets)")
-    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--json", default=None, type=_args.output_file, help="also write the rows to this JSON file")
 
 
 def run(args) -> int:
@@ -41,8 +39,8 @@ def run(args) -> int:
     for c in clips:
         if c not in EVAL_CLIPS:
             raise unknown_name("evaluation clip", c, EVAL_CLIPS)
-    opts = TemporalEvalOptions(clips=clips, model=args.model, delays=_ints(args.delays),
-                               offline=not args.no_offline, keyframe_intervals=_ints(args.keyframes),
+    opts = TemporalEvalOptions(clips=clips, model=args.model, delays=args.delays,
+                               offline=not args.no_offline, keyframe_intervals=args.keyframes,
                                min_score=args.min_score, smoother_path=args.smoother,
                                recovery_path=args.recovery, cache_dir=args.cache_dir or None,
                                assets=args.assets)

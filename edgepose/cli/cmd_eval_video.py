@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import json
 
+from edgepose.cli import _args
+
 NAME = "eval-video"
 HELP = ("compare a tracked run on a video with a reference track (mean px error, PCK@0.2 torso, "
         "acceleration error, high-frequency energy)")
 
 
 def add_arguments(p):
-    p.add_argument("video", help="the video file (e.g. tfjs_testdata/pose_1.mp4)")
+    p.add_argument("video", type=_args.input_file(what="video"), help="the video file (e.g. tfjs_testdata/pose_1.mp4)")
     p.add_argument("--model", required=True, help="a model card name or a .onnx / .tflite file")
     p.add_argument("--card", help="the card to read a model file with, when it is not recognised")
-    p.add_argument("--reference", required=True, metavar="REF.json",
+    p.add_argument("--reference", required=True, metavar="REF.json", type=_args.json_file("reference"),
                    help="reference track: tfjs pose_1.json (COCO-17) or pose_squats.full.json "
                    "(BlazePose 33)")
     p.add_argument("--no-smoothing", action="store_true",
                    help="compare raw tracked keypoints (default: One Euro smoothed, as PoseEstimator)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON here")
-    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
-    p.add_argument("--model-dir", help="an extra folder to search for model files")
+    p.add_argument("--max-frames", type=_args.int_range(1), help="stop after this many frames")
+    p.add_argument("--json", metavar="OUT", type=_args.output_file, help="write the comparison as JSON here")
+    p.add_argument("--threads", type=_args.int_range(1), help="inference threads (default: the runtime's)")
+    p.add_argument("--model-dir", type=_args.existing_dir("model folder"), help="an extra folder to search for model files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

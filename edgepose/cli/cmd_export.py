@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from edgepose.cli import _args
+
 NAME = "export"
 HELP = "export a Triton/KServe model repository (triton) or a Neurosurgeon split model (split)"
 
@@ -13,20 +15,20 @@ def add_arguments(p):
     sub.required = True
     t = sub.add_parser("triton", help="config.pbtxt + 1/model.onnx for NVIDIA Triton / KServe")
     t.add_argument("--model", required=True, help="an ONNX MoveNet card, e.g. movenet-thunder-fp32")
-    t.add_argument("--out", required=True, help="the model repository folder")
+    t.add_argument("--out", required=True, type=_args.output_dir, help="the model repository folder")
     t.add_argument("--name", help="served model name (default: the card name)")
-    t.add_argument("--instances", type=int, default=1, help="Triton instance_group count")
+    t.add_argument("--instances", type=_args.int_range(1, 64), default=1, help="Triton instance_group count")
     s = sub.add_parser("split", help="plan the best cut for a link and write head.onnx / tail.onnx")
     s.add_argument("--model", required=True, help="an ONNX card name or .onnx path")
     s.add_argument("--link", default="wifi", help="wifi, lte, 5g (presets) or a link of --profile")
     s.add_argument("--profile", help="device profile whose network links to use (e.g. rpi4)")
-    s.add_argument("--edge-slowdown", type=float, default=1.0,
+    s.add_argument("--edge-slowdown", type=_args.float_range(0.0, low_open=True), default=1.0,
                    help="the device runs this many times slower than this machine")
-    s.add_argument("--server-speedup", type=float, default=1.0, help="the server runs this many times faster")
-    s.add_argument("--cloud-input-bytes", type=int, help="bytes sent for all-cloud (e.g. the JPEG crop)")
-    s.add_argument("--at", type=int, help="export this cut index instead of the planner's best")
+    s.add_argument("--server-speedup", type=_args.float_range(0.0, low_open=True), default=1.0, help="the server runs this many times faster")
+    s.add_argument("--cloud-input-bytes", type=_args.int_range(1), help="bytes sent for all-cloud (e.g. the JPEG crop)")
+    s.add_argument("--at", type=_args.int_range(-1), help="export this cut index instead of the planner's best")
     s.add_argument("--no-quantize", action="store_true", help="send float features (no 8-bit)")
-    s.add_argument("--out", help="write head.onnx, tail.onnx, split.json and plan.json here")
+    s.add_argument("--out", type=_args.output_dir, help="write head.onnx, tail.onnx, split.json and plan.json here")
 
 
 def run(args) -> int:

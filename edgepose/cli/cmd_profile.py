@@ -3,21 +3,23 @@ validate and calibrate profiles."""
 
 from __future__ import annotations
 
+from edgepose.cli import _args
+
 NAME = "profile"
 HELP = "measure this machine into a host device profile; list / show / calibrate profiles"
 
 
 def add_arguments(p):
-    p.add_argument("--out", help="write the host profile here (default: $EDGEPOSE_PROFILE_DIR/host.yaml "
+    p.add_argument("--out", type=_args.output_file, help="write the host profile here (default: $EDGEPOSE_PROFILE_DIR/host.yaml "
                                  "or ~/.cache/edgepose/profiles/host.yaml)")
-    p.add_argument("--repeats", type=int, default=15, help="timed repeats per probe; the best is kept")
+    p.add_argument("--repeats", type=_args.int_range(1, 1000), default=15, help="timed repeats per probe; the best is kept")
     p.add_argument("--list", action="store_true", help="list the device profiles and exit")
     p.add_argument("--show", metavar="PROFILE", help="print a profile (name or YAML path) with its derived peaks")
     p.add_argument("--validate", action="store_true", help="validate every shipped profile and exit")
     p.add_argument("--calibrate", metavar="PROFILE",
                    help="fit PROFILE's cpu.efficiency on a published latency (prints it; edits nothing)")
     p.add_argument("--point", default=None, help="calibration point (default: movenet_thunder_fp16)")
-    p.add_argument("--assets", help="root holding models/ (for MoveNet calibration points)")
+    p.add_argument("--assets", type=_args.existing_dir("assets folder"), help="root holding models/ (for MoveNet calibration points)")
 
 
 def run(args) -> int:
@@ -46,11 +48,11 @@ def run(args) -> int:
         return 0
     from edgepose.bench.hostprobe import ProbeOptions, probe_host
 
+    prof = P.load_profile(args.calibrate) if args.calibrate else None  # a bad name fails before the probe
     m = probe_host(ProbeOptions(repeats=args.repeats))
     if args.calibrate:
         from edgepose.bench.calibrate import DEFAULT_POINT, calibrate_efficiency
 
-        prof = P.load_profile(args.calibrate)
         c = calibrate_efficiency(prof, m, point=args.point or DEFAULT_POINT, assets=args.assets)
         print(f"{prof.name}: cpu.efficiency = {c.efficiency:.3f}  (fitted on {c.point}: published "
               f"{c.published_ms:g} ms at {c.threads} threads, host {c.host_ms:.2f} ms; {c.source})")

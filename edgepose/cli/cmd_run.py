@@ -9,8 +9,8 @@ from pathlib import Path
 NAME = "run"
 HELP = "run a pose model on a video file, a camera index or 'demo'; write an annotated video and JSON lines"
 
-#: The model used when --model is not given (BlazePose full, fetched from the mediapipe wheel).
-DEFAULT_MODEL = "blazepose-full"
+from edgepose.cli import _args
+from edgepose.models import DEFAULT_MODEL  # MoveNet Lightning int8 ONNX, shipped in the package
 
 
 def add_arguments(p):
@@ -18,9 +18,11 @@ def add_arguments(p):
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model name (see 'edgepose models') or .onnx/.tflite path (default: {DEFAULT_MODEL})")
     p.add_argument("--card", help="model card for a model file edgepose cannot identify")
-    p.add_argument("--out", default="runs", help="output folder (default: ./runs)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--model-dir", type=_args.existing_dir("model folder"),
+                   help="an extra folder to search for model files")
+    p.add_argument("--out", default="runs", type=_args.output_dir, help="output folder (default: ./runs)")
+    p.add_argument("--threads", type=_args.int_range(1), default=None, help="inference threads (default: all cores)")
+    p.add_argument("--max-frames", type=_args.int_range(1), default=None, help="stop after this many frames")
     p.add_argument("--smoother", choices=("one_euro", "learned_gain", "learned", "none"), default="one_euro",
                    help="keypoint smoothing: One Euro (default), One Euro with a learned per-joint gain "
                    "(learned_gain), the learned zero-lag SmoothNet (learned), or none")
@@ -49,7 +51,8 @@ def run(args) -> int:
         src_spec = str(demo_clip_path())
     else:
         src_spec = args.input
-    model = load_model(args.model, card=args.card, num_threads=args.threads)
+        _check_input(src_spec)
+    model = load_model(args.model, card=args.card, num_threads=args.threads, model_dir=args.model_dir)
     opts = EstimatorOptions(running_mode=RunningMode.VIDEO, smoothing=not args.no_smooth,
                             smoother=args.smoother, person_selection=args.person_selection)
     out_dir = Path(args.out)
@@ -86,3 +89,17 @@ def run(args) -> int:
           f"{frames / wall if wall > 0 else 0:.1f} frames/s end to end")
     print(f"wrote {jsonl_path}" + ("" if args.no_video else f" and {video_path}"))
     return 0
+
+
+def _check_input(spec: str) -> None:
+    """A file input must exist and be a readable file (camera indices and device paths pass)."""
+    import os
+
+    from edgepose.errors import ConfigError
+
+    if spec.isdigit() or spec.startswith(("/dev/", "rtsp://", "http://", "https://")):
+        return
+    if not os.path.exists(spec):
+        raise ConfigError(f"input {spec!r} does not exist; pass a video file, a camera index (0) or 'demo'")
+    if not os.path.isfile(spec) or not os.access(spec, os.R_OK):
+        raise ConfigError(f"input {spec!r} is not a readable file; pass a video file, a camera index (0) or 'demo'")

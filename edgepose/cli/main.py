@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edge deployment SDK for video human pose estimation.",
     )
     p.add_argument("--version", action="version", version=f"edgepose {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (and show tracebacks)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _commands():
@@ -56,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgepose {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or socket the user named: one line, no traceback
+        print(f"edgepose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line by default, the traceback with --verbose
+        if args.verbose:
+            raise
+        print(f"edgepose {args.command}: internal error: {type(exc).__name__}: {exc}. This is a bug in edgepose; "
+              "rerun with --verbose for the traceback and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -59,12 +59,19 @@ def _blazepose(backends, name):
 
 _REGISTRY: dict[str, CardSpec] = {}
 
+#: The card every command and ``PoseEstimator`` uses when none is named: it ships inside the package
+#: (``edgepose/data/movenet_lightning_int8_qdq.onnx``), so the base install runs with no download.
+DEFAULT_MODEL = "movenet-lightning-int8-onnx"
+
 
 def register(spec: CardSpec) -> None:
     _REGISTRY[spec.name] = spec
 
 
 for _spec in (
+    CardSpec(DEFAULT_MODEL, ("movenet_lightning_int8_qdq.onnx",), _movenet,
+             "MoveNet SinglePose Lightning v4, int8 ONNX (ORT QDQ) built by edgepose; ships in the package "
+             "(the default)", ("6ddb30a0a069f5e94f7c2417488f571db73911761eeea46cbf03a58c090cb062",)),
     CardSpec("movenet-lightning-int8", ("movenet_lightning_int8.tflite",), _movenet,
              "MoveNet SinglePose Lightning v4, official int8 TFLite, 192x192",
              ("cd7cc22fa946e5d146a7b98d496853e1923e22828d3972d579973f27f91bb105",)),
@@ -138,11 +145,19 @@ def find_file(filename: str, model_dir=None) -> Path:
         for cand in [d / filename, *sorted(d.glob(f"*/{filename}"))]:
             if cand.is_file():
                 return cand
-    raise ModelLoadError(
-        f"model file {filename!r} not found in: {', '.join(str(d) for d in dirs)}. "
-        f"Run 'edgepose fetch' (BlazePose from the mediapipe wheel), set {MODEL_DIR_ENV} to the "
-        "folder holding it, or pass the file path"
-    )
+    raise ModelLoadError(f"model file {filename!r} not found in: {', '.join(str(d) for d in dirs)}. "
+                         f"{how_to_get(filename)}")
+
+
+def how_to_get(filename: str) -> str:
+    """The fix for a missing model file: ``edgepose fetch`` only for the files it really fetches."""
+    from edgepose.fetch import FILES
+
+    if any(f.name == filename for f in FILES):
+        return f"Run 'edgepose fetch' (it downloads {filename} from the mediapipe wheel on PyPI)"
+    return (f"edgepose does not download {filename}: set {MODEL_DIR_ENV} to the folder holding it "
+            f"(e.g. the assets' models/movenet), pass --model-dir, or pass the file path; the default "
+            f"model {DEFAULT_MODEL!r} ships in the package")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -218,4 +233,4 @@ def load_model(model: str | os.PathLike, *, card: str | None = None, backend: st
 
 
 __all__ = ["CardSpec", "Estimate", "PoseModel", "Roi", "list_models", "load_model", "get_card",
-           "register", "find_file", "sha256_file", "default_cache_dir", "MODEL_DIR_ENV"]
+           "register", "find_file", "how_to_get", "DEFAULT_MODEL", "sha256_file", "default_cache_dir", "MODEL_DIR_ENV"]
