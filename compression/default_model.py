@@ -96,6 +96,12 @@ def _interleaved_latency(paths: dict[str, str], threads: int, rounds: int = 200)
             b.close()
 
 
+def _versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in packages}
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -135,23 +141,29 @@ def build(assets: Path, out_dir: Path = DATA_DIR, cache_dir: Path | None = None,
     card = {"card": CARD, "file": MODEL_NAME, "sha256": _sha256(out), "bytes": out.stat().st_size,
             "source": {"file": fp32.name, "sha256": _sha256(fp32), "licence": "Apache-2.0"},
             "licence": LICENCE, "quantization": cfg.to_dict(), "calibration": calib,
-            "build": "python -m edgepose.compression.default_model --assets ../shared/assets"}
+            "build": "python -m edgepose.compression.default_model --assets ../shared/assets",
+            # the calibration crops are decoded and warped by OpenCV: another version gives other
+            # crops and another (equally valid) file; constraints.txt pins the one used here
+            "build_env": _versions("opencv-python-headless", "onnxruntime", "onnx", "numpy")}
     if evaluate_model:
         from edgepose.eval.runner import ALL, evaluate
         from edgepose.models import load_model
 
         acc = {}
-        for key, path in (("int8_qdq", out), ("fp32_source", fp32)):
-            with load_model(path, card="movenet-lightning-fp32" if key == "fp32_source" else None,
-                            num_threads=2) as model:
+        official = assets / "models/movenet/movenet_lightning_int8.tflite"  # Google's int8, for reference
+        models = {"int8_qdq": out, "fp32_source": fp32, **({"official_int8_tflite": official}
+                                                            if official.is_file() else {})}
+        for key, path in models.items():
+            with load_model(path, num_threads=2) as model:
                 acc[key] = round(evaluate(model, root=assets / "data", progress=False).row(ALL).pck_torso, 2)
         card["accuracy"] = {"metric": "PCK@0.2 torso, 161-person evaluation set, protocol crops", **acc}
         lat = {}
         for t in (1, 2):
             lat[f"{t}_thread"] = {k: round(v, 2) for k, v in
-                                  _interleaved_latency({"int8_qdq": str(out), "fp32_source": str(fp32)}, t).items()}
-        card["latency_ms"] = {"note": "median invoke, ONNX Runtime CPU, interleaved in one run on the build "
-                                      "machine (noisy: compare ratios, not absolute ms)",
+                                  _interleaved_latency({k: str(p) for k, p in models.items()}, t).items()}
+        card["latency_ms"] = {"note": "median invoke on the CPU (ONNX Runtime; LiteRT with XNNPACK for the "
+                                      "official TFLite), the models interleaved in one run on the build machine "
+                                      "(noisy: compare ratios within a row, not absolute ms)",
                               "cpu": _cpu_model(), **lat}
     (out_dir / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card

@@ -18,7 +18,11 @@ REFERENCE_ALL = {
     "blazepose-full": 56.5,
 }
 #: ASSETS.md reference per-set figures for Lightning int8 (a few people each: coarse).
+#: These hold for the versions in constraints.txt (opencv-python-headless 5.0.0.93, ai-edge-litert
+#: 2.3.0): the official int8 file is sensitive to the crop's resize. With OpenCV 5.1.0.95
+#: posetrack18 scores 55.2, outside the tolerance (issue 17).
 REFERENCE_INT8 = {"coco": 80.8, "posetrack18": 58.6}
+HELD_FOR = {"opencv-python-headless": "5.0.0.93", "ai-edge-litert": "2.3.0"}
 #: Points; the issue's acceptance tolerance on ALL. The float models reproduce their references
 #: exactly with the protocol's crops; int8 and BlazePose depend on the runtime's kernels.
 TOLERANCE_ALL = 1.5
@@ -96,8 +100,12 @@ def test_report_serialises_to_json_and_formats_a_table(data_root):
 def test_lightning_int8_matches_the_per_set_reference_on_two_sets(data_root):
     with load_model("movenet-lightning-int8", num_threads=2) as model:
         report = evaluate(model, datasets=list(REFERENCE_INT8), root=data_root, progress=False)
+    from importlib.metadata import version
+
+    installed = {pkg: version(pkg) for pkg in HELD_FOR}
     for name, ref in REFERENCE_INT8.items():
-        assert abs(report.row(name).pck_torso - ref) <= TOLERANCE_SET, (name, report.row(name))
+        assert abs(report.row(name).pck_torso - ref) <= TOLERANCE_SET, \
+            (name, report.row(name), f"reference holds for {HELD_FOR}; installed {installed}")
     assert 30.0 < report.row("coco").oks_ap <= 100.0
 
 

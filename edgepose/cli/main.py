@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgepose {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgepose models | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a file or socket the user named: one line, no traceback
         print(f"edgepose {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -71,7 +71,7 @@ def register(spec: CardSpec) -> None:
 for _spec in (
     CardSpec(DEFAULT_MODEL, ("movenet_lightning_int8_qdq.onnx",), _movenet,
              "MoveNet SinglePose Lightning v4, int8 ONNX (ORT QDQ) built by edgepose; ships in the package "
-             "(the default)", ("6ddb30a0a069f5e94f7c2417488f571db73911761eeea46cbf03a58c090cb062",)),
+             "(the default)", ("2d481eb6fa8f5b09755baccd94944307bea064d74ac2c807a362b67638c39efa",)),
     CardSpec("movenet-lightning-int8", ("movenet_lightning_int8.tflite",), _movenet,
              "MoveNet SinglePose Lightning v4, official int8 TFLite, 192x192",
              ("cd7cc22fa946e5d146a7b98d496853e1923e22828d3972d579973f27f91bb105",)),
@@ -155,9 +155,9 @@ def how_to_get(filename: str) -> str:
 
     if any(f.name == filename for f in FILES):
         return f"Run 'edgepose fetch' (it downloads {filename} from the mediapipe wheel on PyPI)"
-    return (f"edgepose does not download {filename}: set {MODEL_DIR_ENV} to the folder holding it "
-            f"(e.g. the assets' models/movenet), pass --model-dir, or pass the file path; the default "
-            f"model {DEFAULT_MODEL!r} ships in the package")
+    return (f"edgepose does not download {filename}: set {MODEL_DIR_ENV} to the folder holding it, "
+            f"pass --model-dir, or pass the file path (the default model {DEFAULT_MODEL!r} ships in the "
+            "package)")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
