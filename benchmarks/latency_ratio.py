@@ -4,25 +4,24 @@ Each round runs every model ``per_round`` times (order reversed every other roun
 threads not spinning); a model's ratio for that round is its median over the baseline's median
 in the same round. The report is the median ratio over rounds with its quartiles, at each thread
 count: on these noisy shared hosts (+-30 %) a within-round ratio is steadier than two medians
-taken over the whole run (``compress_lightning.py variants`` reports those).
+taken over the whole run (``compression_frontier.py variants`` reports those).
 
-    python benchmarks/latency_ratio.py --baseline official=../shared/assets/models/movenet/movenet_lightning_int8.tflite \\
-        ours=runs/compress_variants_s4/lightning_int8.tflite --name lightning_int8_tflite_ratio
+    python benchmarks/latency_ratio.py --baseline official=$EDGEPOSE_ASSETS/models/movenet/movenet_lightning_int8.tflite \\
+        ours=runs/compress_variants/lightning_int8.tflite --name lightning_int8_tflite_ratio
+
+Writes benchmarks/results/NAME.{json,md} (--out DIR to change the folder).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
+from _common import add_out_arg, run_meta, write_report
 
 from edgepose.compression.latency import interleaved_latency
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -58,7 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--per-round", type=int, default=5)
-    p.add_argument("--name", default="latency_ratio", help="results/NAME.json and .md")
+    p.add_argument("--name", default="latency_ratio", help="report name: OUT/NAME.json and .md")
+    add_out_arg(p)
     p.add_argument("--speedup", action="append", default=[], metavar="SLOW/FAST",
                    help="also report the per-round speed-up of model FAST over model SLOW (median of "
                         "SLOW median / FAST median per round), e.g. fp32/int8; repeatable")
@@ -74,8 +74,7 @@ def main(argv=None) -> int:
             p.error(f"--speedup {sp!r} must be SLOW/FAST with both names among {sorted(models)}")
         pairs.append((slow, fast))
     report = {"baseline": base_name, "models": models, "rounds": a.rounds, "per_round": a.per_round,
-              "load_before": round(os.getloadavg()[0], 2), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "threads": {}}
+              "load_before": round(os.getloadavg()[0], 2), **run_meta(), "threads": {}}
     for th in a.threads:
         lat = interleaved_latency(models, rounds=a.rounds, per_round=a.per_round, threads=th)
         ratios = round_ratios({n: r.samples for n, r in lat.items()}, base_name, a.per_round)
@@ -99,10 +98,7 @@ def main(argv=None) -> int:
         for th, d in report["threads"].items():
             for k, s in d["speedup"].items():
                 lines.append(f"| {k} | {th} | **{s['median']:.3f}x** ({s['q25']:.3f}-{s['q75']:.3f}) |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.name}.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(a.out, a.name, report, lines)
     return 0
 
 

@@ -10,18 +10,13 @@ their AR as the recall). CrowdPose's 14 joints map to COCO-17 (no face points: O
 12 body joints it has).
 
 Id switches per 100 frames on a video without ground-truth tracks are a proxy, counted from the
-tracker's output alone:
+tracker's output alone (jumps and fragments: :func:`edgepose.eval.tracking.id_switches`).
 
-* a *jump*: one id moves between two consecutive observations by more than half the larger
-  side of its previous box (at 50 fps a person moves a few percent of its size per frame);
-* a *fragment*: an id is last seen at frame f and a new id appears within ``--gap`` frames of f,
-  its first box centre within half the larger side of the old id's last box (the same person
-  given a new id). Each ended id explains at most one new id.
+Usage (from the repository root; the data root defaults to $EDGEPOSE_DATA, else $EDGEPOSE_ASSETS/data)::
 
-Usage (from the repository root)::
+    python benchmarks/multiperson_eval.py --video $EDGEPOSE_ASSETS/data/openpose_media/video.avi
 
-    python benchmarks/multiperson_eval.py --data-root ../shared/assets/data \\
-        --video ../shared/assets/data/openpose_media/video.avi --out-dir reports/multiperson
+Writes benchmarks/results/multiperson.{json,md} (--out-dir DIR to change the folder).
 
 Model names: registered multi-person cards: ``movenet-multipose`` (bottom-up, direct),
 ``topdown-thunder`` / ``topdown-lightning`` (BlazePose person detector -> MoveNet per person),
@@ -41,8 +36,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS
 
+from edgepose.assets import assets_dir
 from edgepose.eval.datasets import map_keypoints
+from edgepose.eval.tracking import id_switches
 from edgepose.models import load_model
 from edgepose.multi import MultiPoseEstimator, MultiPoseOptions
 
@@ -127,35 +125,6 @@ def eval_images(model, images) -> tuple[list[dict], list[float]]:
     return dets, ms
 
 
-def id_switches(tracks: dict[int, list[tuple[int, tuple]]], *, gap: int) -> dict[str, int]:
-    """Count jumps and fragments (see the module docstring) from id -> [(frame, box)]."""
-    def centre(b):
-        return np.array([(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0])
-
-    def side(b):
-        return max(b[2] - b[0], b[3] - b[1], 1.0)
-
-    jumps = 0
-    for obs in tracks.values():
-        for (_, a), (_, b) in zip(obs, obs[1:]):
-            if np.linalg.norm(centre(b) - centre(a)) > 0.5 * max(side(a), side(b)):
-                jumps += 1
-    ends = sorted((obs[-1][0], tid) for tid, obs in tracks.items())
-    births = sorted((obs[0][0], tid) for tid, obs in tracks.items())
-    used, fragments = set(), 0
-    for fb, tid in births:
-        first = tracks[tid][0][1]
-        for fe, old in ends:
-            if old == tid or old in used or not (fe < fb <= fe + gap):
-                continue
-            last = tracks[old][-1][1]
-            if np.linalg.norm(centre(first) - centre(last)) <= 0.5 * side(last):
-                used.add(old)
-                fragments += 1
-                break
-    return {"jumps": jumps, "fragments": fragments, "switches": jumps + fragments}
-
-
 def eval_video(model, video: str, *, max_frames: int | None, gap: int, detect_interval_ms: int) -> dict:
     from edgepose.video.sources import VideoFileSource
 
@@ -181,7 +150,8 @@ def eval_video(model, video: str, *, max_frames: int | None, gap: int, detect_in
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", default=os.environ.get("EDGEPOSE_DATA", "../shared/assets/data"))
+    p.add_argument("--data-root", default=None,
+                   help="folder holding coco_mini/ and mmpose_mini/ (default: $EDGEPOSE_DATA, else $EDGEPOSE_ASSETS/data)")
     p.add_argument("--sets", default="coco_mini,crowdpose,ochuman")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS))
     p.add_argument("--video", default=None, help="video for id switches (e.g. openpose_media/video.avi)")
@@ -190,9 +160,9 @@ def main(argv=None) -> int:
     p.add_argument("--gap", type=int, default=25, help="fragment window in frames (25 = 0.5 s at 50 fps)")
     p.add_argument("--detect-interval-ms", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out-dir", default=None, help="write multiperson.json and multiperson.md here")
+    p.add_argument("--out-dir", default=str(RESULTS), help="write multiperson.json and multiperson.md here")
     args = p.parse_args(argv)
-    root = Path(args.data_root)
+    root = Path(args.data_root or os.environ.get("EDGEPOSE_DATA") or assets_dir() / "data")
     models = [m for m in args.models.split(",") if m]
     report = {"data_root": str(root), "threads": args.threads, "images": {}, "video": {}}
     for set_name in [s for s in args.sets.split(",") if s]:

@@ -5,21 +5,20 @@ real clip, several passes, frames fed as an app feeds them and from a cold list 
 rest of the pipeline (crop, normalise, decode, track, smooth, result building), and their ratio.
 Target (runtime-core issue): overhead <= 10 % of the invoke time.
 
-Usage:
-    python benchmarks/runtime_overhead.py --assets ../shared/assets [--model movenet-lightning-int8]
-        [--threads 2] [--passes 5] [--json out.json]
+Usage (from the repository root; the assets folder from $EDGEPOSE_ASSETS or --assets):
+    python benchmarks/runtime_overhead.py [--model movenet-lightning-int8] [--threads 2] [--passes 5]
+
+Writes benchmarks/results/runtime_overhead.{json,md} (--out DIR to change the folder).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
+from _common import add_assets_arg, add_out_arg, run_meta, use_assets, write_report
 
 
 def _stats(infer, total, stages) -> dict:
@@ -79,30 +78,32 @@ def measure(model_name: str, clip: Path, *, threads: int, passes: int, smoothing
     return {
         "model": model_name, "clip": clip.name, "threads": threads, "smoothing": smoothing,
         "modes": {m: _stats(*acc[m]) for m in acc},
-        "label": "measured", "host": platform.machine(), "python": sys.version.split()[0],
+        "label": "measured", **run_meta(),
     }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", "../shared/assets"))
+    add_assets_arg(ap)
+    add_out_arg(ap)
     ap.add_argument("--model", default="movenet-lightning-int8")
     ap.add_argument("--clip", default="data/tfjs_testdata/pose_1.mp4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--passes", type=int, default=5)
-    ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    assets = Path(a.assets)
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
+    assets = use_assets(a.assets)
     res = measure(a.model, assets / a.clip, threads=a.threads, passes=a.passes)
-    print("| model | frames | invoke p50 ms | overhead p50 ms | overhead / invoke |\n|---|---|---|---|---|")
+    md = ["# Runtime overhead per frame (everything except the model invoke)", "",
+          f"`python benchmarks/runtime_overhead.py --threads {a.threads} --passes {a.passes}`: {a.model}, "
+          f"{a.clip}, load average {res['load_avg_1m']} at the start. Target: overhead <= 10 % of the invoke.", "",
+          "| model | frames | invoke p50 ms | overhead p50 ms | overhead / invoke |", "|---|---|---|---|---|"]
     for mode, r in res["modes"].items():
-        print(f"| {res['model']} ({mode} frames) | {r['frames']} | {r['invoke_ms_p50']:.3f} | "
-              f"{r['overhead_ms_p50']:.3f} | {100 * r['overhead_ratio_of_medians']:.1f} % |")
+        md.append(f"| {res['model']} ({mode} frames) | {r['frames']} | {r['invoke_ms_p50']:.3f} | "
+                  f"{r['overhead_ms_p50']:.3f} | {100 * r['overhead_ratio_of_medians']:.1f} % |")
+    md.append("")
     for mode, r in res["modes"].items():
-        print(f"stage p50 ms ({mode}):", {k: round(v, 3) for k, v in r["stage_ms_p50"].items()})
-    if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
+        md.append(f"- stage p50 ms ({mode}): " + ", ".join(f"{k} {v:.3f}" for k, v in r["stage_ms_p50"].items()))
+    write_report(a.out, "runtime_overhead", res, md)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Temporal quality (issue 7): learned smoother vs One Euro, keyframes + recovery vs linear.
+"""Temporal quality: learned smoother vs One Euro, keyframes + recovery vs linear interpolation.
 
 Runs the per-frame edge model (MoveNet Lightning int8) in video mode on the evaluation clips
 (pose_1, pose_squats, body3d_demo 299-398), post-processes its track with every method and
@@ -19,9 +19,10 @@ the grid reaches on that clip without a higher position error than the learned s
 oracle too; it asks whether the learned smoother is better than One Euro at equal accuracy, not
 just at a different point of the accuracy / smoothness trade-off).
 
-Usage:
-    python benchmarks/temporal_eval.py --assets ../shared/assets --out benchmarks/results \
-        [--extra-smoother acc3=runs/temporal_models/smoother_acc3.onnx]
+Usage (from the repository root; the assets folder from $EDGEPOSE_ASSETS or --assets):
+    python benchmarks/temporal_eval.py [--extra-smoother acc3=runs/temporal_models/smoother_acc3.onnx]
+
+Writes benchmarks/results/temporal_eval.{json,md} (--out DIR to change the folder).
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import add_assets_arg, add_out_arg, run_meta, use_assets, write_report
 
 MARGIN_PX = 0.5
 
@@ -46,7 +46,8 @@ def one_euro_grid(name: str, cache_dir: str, assets: Path) -> list[tuple]:
     from edgepose.compression.temporal.baselines import FINE_GRID
     from edgepose.eval.jitter import temporal_metrics
     from edgepose.eval.temporal import EVAL_CLIPS, cached_model_track, reference_track
-    from edgepose.eval.temporal_report import one_euro_track, roi_sides, video_size
+    from edgepose.video.sources import video_size
+    from edgepose.video.tracks import one_euro_track, roi_sides
     from edgepose.video.one_euro import OneEuroConfig
 
     clip = EVAL_CLIPS[name]
@@ -135,7 +136,7 @@ def summarise(rows: list[dict], clips, labels=("learned",), grids=None) -> tuple
 def latency(n_frames: int = 300, repeats: int = 3) -> dict:
     """Per-frame wall time of the temporal models alone (synthetic poses; the cost does not
     depend on the values)."""
-    from edgepose.video.keyframes import KeyframeOptions, KeyframeRecovery
+    from edgepose.eval.keyframes import KeyframeOptions, KeyframeRecovery
     from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
     rng = np.random.default_rng(0)
@@ -183,12 +184,11 @@ def _train_note(path: str) -> str:
 
 def main(argv=None) -> int:
     from edgepose.eval.temporal_report import TemporalEvalOptions, evaluate_temporal, format_table
-    from edgepose.version import __version__
     from edgepose.video.one_euro import OneEuroConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", "../shared/assets"))
-    p.add_argument("--out", default="runs/temporal_eval")
+    add_assets_arg(p)
+    add_out_arg(p)
     p.add_argument("--cache-dir", default="runs/temporal_tracks")
     p.add_argument("--smoother", default=None, help="smoother .onnx (default: the shipped one)")
     p.add_argument("--recovery", default=None, help="recovery .onnx (default: the shipped one)")
@@ -196,8 +196,7 @@ def main(argv=None) -> int:
                    help="another smoother .onnx reported beside (rows 'learned[LABEL] d=N'); repeatable")
     p.add_argument("--no-latency", action="store_true", help="skip the per-frame timing")
     a = p.parse_args(argv)
-    assets = Path(a.assets).resolve()
-    os.environ.setdefault("EDGEPOSE_MODEL_DIR", str(assets / "models"))
+    assets = use_assets(a.assets).resolve()
     extra = dict(e.split("=", 1) for e in a.extra_smoother)
     load0 = os.getloadavg()
     opts = TemporalEvalOptions(assets=str(assets), cache_dir=a.cache_dir, smoother_path=a.smoother,
@@ -213,18 +212,13 @@ def main(argv=None) -> int:
                                     grids)
     lat = {} if a.no_latency else latency()
     table = format_table(rows)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     d = OneEuroConfig()
     c = opts.one_euro
     oracle = {r["clip"]: r["params"] for r in rows if r["method"] == "one-euro oracle"}
-    meta = {"edgepose": __version__, "host": platform.machine(), "python": sys.version.split()[0],
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "threads": 1,
+    meta = {**run_meta(), "loadavg_start": load0, "loadavg_end": os.getloadavg(), "threads": 1,
             "model": opts.model, "one_euro_default": d.__dict__, "one_euro_constrained": c.__dict__,
             "one_euro_oracle": oracle, "smoother": a.smoother or "edgepose/data/smoothnet_w32.onnx",
             "extra_smoothers": extra}
-    (out / "temporal_eval.json").write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary,
-                                                       "latency_ms": lat}, indent=1))
     lat_md = "\n".join(f"| {k} | {v['mean']:.3f} | {v['p50']:.3f} | {v['p90']:.3f} | {v['p99']:.3f} |"
                        for k, v in lat.items())
     oracle_md = "; ".join(f"{k}: {v['min_cutoff']:g} Hz, beta {v['beta']:g}, d_cutoff {v['d_cutoff']:g}"
@@ -245,8 +239,7 @@ def main(argv=None) -> int:
     if lat:
         md += (f"\n## Temporal model time per frame (ms)\n\n"
                f"| stage | mean | p50 | p90 | p99 |\n|---|---|---|---|---|\n{lat_md}\n")
-    (out / "temporal_eval.md").write_text(md)
-    sys.stdout.write(md)
+    write_report(a.out, "temporal_eval", {"meta": meta, "rows": rows, "summary": summary, "latency_ms": lat}, md)
     return 0
 
 

@@ -1,18 +1,12 @@
-"""The optimiser step and loss bookkeeping shared by the trainers (distill, ViTKD, DKD, students)."""
+"""Loss bookkeeping shared by the method wrappers (the optimiser step itself lives in
+:mod:`edgepose.compression.train`, the one training loop)."""
 
 from __future__ import annotations
 
 import torch
 
-
-def optimizer_step(loss: torch.Tensor, params, opt, sched=None, *, clip: float = 5.0) -> None:
-    """Backward ``loss``, clip the gradient norm of ``params`` to ``clip``, step ``opt`` (and ``sched``)."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
-    if sched is not None:
-        sched.step()
+#: History keys of :class:`~edgepose.compression.train.Trainer` that are not loss terms.
+_NOT_TERMS = ("step", "loss", "lr", "t", "rank_loss")
 
 
 def record_step(rep, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
@@ -21,3 +15,13 @@ def record_step(rep, step: int, loss: torch.Tensor, terms: dict[str, torch.Tenso
     rep.train.append(float(loss.detach()))
     for k, v in terms.items():
         rep.terms.setdefault(k, []).append(float(v.detach()))
+
+
+def fill_report(rep, history: list[dict]) -> None:
+    """Copy a Trainer history (one dict per step) into a report's ``steps``/``train``/``terms``."""
+    for h in history:
+        rep.steps.append(h["step"])
+        rep.train.append(h["loss"])
+        for k, v in h.items():
+            if k not in _NOT_TERMS and not k.startswith("_"):
+                rep.terms.setdefault(k, []).append(v)

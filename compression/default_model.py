@@ -1,6 +1,6 @@
 """Build the model the base install ships: MoveNet Lightning as an int8 ONNX (ORT static QDQ).
 
-``python -m edgepose.compression.default_model --assets ../shared/assets`` rebuilds
+``python -m edgepose.compression.default_model [--assets DIR]`` rebuilds
 ``edgepose/data/movenet_lightning_int8_qdq.onnx`` from the Apache-2.0 MoveNet Lightning weights
 (the fp32 ONNX of the assets folder) with the project's own quantiser
 (:func:`edgepose.compression.quantize.quantize`: per-channel int8 weights, uint8 activations, the
@@ -141,7 +141,7 @@ def build(assets: Path, out_dir: Path = DATA_DIR, cache_dir: Path | None = None,
     card = {"card": CARD, "file": MODEL_NAME, "sha256": _sha256(out), "bytes": out.stat().st_size,
             "source": {"file": fp32.name, "sha256": _sha256(fp32), "licence": "Apache-2.0"},
             "licence": LICENCE, "quantization": cfg.to_dict(), "calibration": calib,
-            "build": "python -m edgepose.compression.default_model --assets ../shared/assets",
+            "build": "python -m edgepose.compression.default_model (assets: $EDGEPOSE_ASSETS)",
             # the calibration crops are decoded and warped by OpenCV: another version gives other
             # crops and another (equally valid) file; constraints.txt pins the one used here
             "build_env": _versions("opencv-python-headless", "onnxruntime", "onnx", "numpy")}
@@ -171,12 +171,15 @@ def build(assets: Path, out_dir: Path = DATA_DIR, cache_dir: Path | None = None,
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--assets", default=os.environ.get("EDGEPOSE_ASSETS", "../shared/assets"),
-                   help="the assets folder (models/movenet, data/); default $EDGEPOSE_ASSETS or ../shared/assets")
+    p.add_argument("--assets", default=None,
+                   help="the assets folder (models/movenet, data/); default $EDGEPOSE_ASSETS, else ../shared/assets "
+                        "in a checkout")
     p.add_argument("--out-dir", default=str(DATA_DIR), help=f"where to write the model (default {DATA_DIR})")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy and latency measurement")
     args = p.parse_args(argv)
-    card = build(Path(args.assets), Path(args.out_dir), evaluate_model=not args.no_eval)
+    from edgepose.assets import assets_dir
+
+    card = build(assets_dir(args.assets), Path(args.out_dir), evaluate_model=not args.no_eval)
     print(json.dumps({k: card[k] for k in ("file", "sha256", "bytes", "accuracy", "latency_ms") if k in card},
                      indent=2))
     return 0

@@ -1,8 +1,8 @@
 """Interleaved latency of several model files on their deployment runtime (ORT / LiteRT).
 
-DESIGN.md §5-6: these machines are noisy (+-30 %), so candidates are compared inside one run,
+docs/design.md §5-6: these machines are noisy (+-30 %), so candidates are compared inside one run,
 interleaved (A B A B ...), with idle runtime threads not spinning, and reported as medians and
-ratios. Used by ``edgepose compress`` and ``benchmarks/compress_*.py``.
+ratios. Used by ``edgepose compress`` and ``benchmarks/compression_frontier.py`` / ``latency_ratio.py``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,21 @@
-"""The whole chain behind ``edgepose compress``: label -> import -> prune -> distill -> export ->
-int8 -> evaluate -> interleaved latency -> report (Markdown + JSON) and manifest.
+"""The whole chain behind ``edgepose compress``.
+
+budget search -> teacher labels (train / held-out split by file) -> candidates -> interleaved
+latency (host, measured) + device figure (emulated) -> accuracy gate -> recommendation ->
+report (JSON, Markdown, Pareto plot) and manifest.
+
+Candidates: the input model itself (fp32), int8 of the *unpruned* input model (ONNX Runtime
+static QDQ with the folded uint8 input; with litert-torch also the sparse-head, centred-input
+LiteRT int8), and the pruned + distilled student (fp32 and int8). Every one is scored by the
+gate (:mod:`edgepose.compression.gate`); none below the floor is recommended.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +36,29 @@ class CompressConfig:
         detector: MultiPose ONNX for person boxes (None: whole frame, single person).
         data_root: the assets ``data`` folder (training pool and evaluation sets).
         prune / distill / quantize / label: technique configs as dicts (see their dataclasses).
-        evaluate: run the evaluation set (161 people) on original and compressed models.
-        baseline: an extra file timed and evaluated beside them (the official int8 TFLite).
+        evaluate: score every candidate on the 161-person evaluation set too (when data_root has
+            it) and gate on it.
+        baseline: an extra file timed and evaluated beside them (the official int8 TFLite); never
+            recommended.
         threads: runtime / torch threads.
-        device: device profile (name or YAML path) whose frame budget the pruning ratio must meet
-            (budget search, :mod:`edgepose.compression.budget`); None = use ``prune`` as given.
+        device: device profile (name or YAML path): its frame budget sets the pruning ratio
+            (:mod:`edgepose.compression.budget`) and the budget the recommendation is checked
+            against; each candidate gets the device figure (emulated for a published profile).
         budget: :class:`~edgepose.compression.budget.BudgetConfig` options (e.g. ``budget_ms``,
             ``budget_fraction``, ``ratios``); a non-empty dict also turns the search on.
-        sensitivity_gate: run the per-layer int8 sensitivity pass on held-out training crops and
-            keep the most sensitive convolutions float until the proxy PCK drop is within this many
-            points (None = off; :func:`~edgepose.compression.quantize.layer_sensitivity`).
-        tflite: also export TFLite fp32 + int8 (litert-torch; skipped with a warning when it is
-            not installed): on XNNPACK CPUs int8 TFLite is the fast path.
-        tflite_qat_steps: > 0: the int8 TFLite by quantisation-aware fine-tuning toward the float
-            student's outputs for this many steps on augmented training crops
-            (:mod:`edgepose.compression.quantize.qat`); 0 = post-training ranges.
-        shippable_only: with no ``data``, train only on the licence allow-list
-            (:func:`~edgepose.compression.data.shippable.shippable_sources`), as a model that is
-            shipped must be; False = every training file of the pool (research use).
+        floor: the accuracy gate's floor, a fraction of the input model's score on each gate set.
+        val_data / val_images: the user's labelled validation set (COCO person-keypoints JSON and
+            its image folder, default the JSON's folder); it replaces the teacher-agreement gate.
+        heldout_crops: held-out training crops the teacher-agreement gate scores on.
+        heldout_fraction: share of the training files held out (the distillation's validation
+            files too; never trained or calibrated on); the gate's held-out crops come from them.
+        int8_mixed: also an int8 of the input model with its most int8-sensitive convolutions kept
+            float (per-layer sensitivity on training crops, not the held-out ones; ~1 min).
+        student: train the pruned + distilled student (False: only the unpruned candidates).
+        sensitivity_gate: per-layer int8 sensitivity pass for the student's int8 (None = off).
+        tflite: also export TFLite candidates (litert-torch; skipped with a note when missing).
+        tflite_qat_steps: > 0: the student's int8 TFLite by QAT for this many steps.
+        shippable_only: with no ``data``, train only on the licence allow-list.
     """
 
     teacher: str
@@ -65,42 +77,77 @@ class CompressConfig:
     threads: int = 2
     device: str | None = None
     budget: dict = field(default_factory=dict)
+    floor: float = 0.97
+    val_data: str | None = None
+    val_images: str | None = None
+    heldout_crops: int = 256
+    heldout_fraction: float = 0.2
+    int8_mixed: bool = True
+    student: bool = True
     shippable_only: bool = True
     sensitivity_gate: float | None = None
     tflite: bool = True
     tflite_qat_steps: int = 0
-    version: int = 1
+    version: int = 2
+
+    def __post_init__(self):
+        from .gate import check_floor
+
+        check_floor(self.floor)
+        if self.heldout_crops < 8:
+            raise ValueError(f"CompressConfig.heldout_crops must be >= 8, got {self.heldout_crops!r}")
+        if not 0.0 < self.heldout_fraction < 0.5:
+            raise ValueError(f"CompressConfig.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _evaluate(path: str, data_root: str, threads: int) -> dict:
-    from edgepose.eval.runner import evaluate
-    from edgepose.models import load_model
+def _split_crops(labels, idx: np.ndarray, size: int, n: int, *, seed: int = 0):
+    """``n`` un-augmented (crop, teacher keypoints) pairs spread over the label indices ``idx``."""
+    from .data.augment import AugmentConfig
+    from .data.dataset import PseudoLabelDataset
 
-    with load_model(path, num_threads=threads) as m:
-        r = evaluate(m, root=data_root, progress=False)
-    return {"pck_torso": r.row("ALL").pck_torso, "hard_pck_torso": r.row("HARD").pck_torso,
-            "n_people": r.row("ALL").n_people, "rows": r.to_dict()["rows"]}
+    ds = PseudoLabelDataset(labels, idx, out_size=size, scale=np.ones(3), shift=np.zeros(3),
+                            augment_cfg=AugmentConfig.none(), seed=seed)
+    take = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+    raws = [ds.raw(int(i)) for i in take]
+    return [r[0] for r in raws], np.stack([r[1] for r in raws])
+
+
+def _tflite_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("litert_torch") is not None
+
+
+def _device_figures(paths: dict[str, str], profile, threads: int, host, lat) -> tuple[dict, str]:
+    """name -> device ms for the ONNX candidates; and what the figure is (``emulated`` / ``measured here``)."""
+    from .budget import measure_candidates
+
+    if profile.is_measured:
+        return {n: lat[n].p50 for n in paths}, "measured here"
+    onnx = {n: p for n, p in paths.items() if p.endswith(".onnx")}
+    times, kind = measure_candidates(onnx, profile, threads=threads, host=host)
+    return {n: t[1] for n, t in times.items()}, kind
 
 
 def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
-    """Run the chain; returns the report dict (also written to ``out/report.json`` / ``.md``)."""
+    """Run the chain; returns the report dict (also ``out/report.json``, ``report.md``, ``pareto.png``)."""
     import torch
 
+    from . import compress_report, gate
     from .data import LabelConfig, label_media, scan_media, training_sources
     from .data.shippable import shippable_sources
-    from .data.augment import AugmentConfig
-    from .data.dataset import PseudoLabelDataset, calibration_crops
-    from .distill import DistillConfig, distill
-    from .export import ExportConfig, export_onnx, write_manifest
+    from .distill import DistillConfig
+    from .export import write_manifest
     from .importer import import_movenet
     from .latency import interleaved_latency
-    from .prune import PruneConfig, prune, save_plan
+    from .prune import PruneConfig
     from .quantize import QuantizeConfig, quantize
 
     t0 = time.perf_counter()
+    phases: dict[str, float] = {}  # seconds since the start at the end of each phase
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,148 +158,236 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
         from .quantize.qat import QATConfig
 
         QATConfig(steps=cfg.tflite_qat_steps)  # a bad value fails here, not after the distillation
+    user_val = gate.load_user_val(cfg.val_data, cfg.val_images) if cfg.val_data else None
+    dcfg = DistillConfig(**{"val_fraction": cfg.heldout_fraction, **cfg.distill})
+    qcfg = QuantizeConfig(**cfg.quantize)
     net = import_movenet(cfg.model).to(memory_format=torch.channels_last)
     size = net.input_size[0]
     pcfg = PruneConfig(**cfg.prune)
-    budget = None
-    if cfg.device is not None or cfg.budget:
-        from dataclasses import replace
+    notes, budget, budget_ms, profile, host = [], None, None, None, None
+    student_skipped = "" if cfg.student else "turned off (--no-student)"
+    if cfg.device is not None:
+        from edgepose.profiles import load_profile
 
-        from .budget import BudgetConfig, search_budget
+        profile = load_profile(cfg.device)
+    if cfg.device is not None or cfg.budget:
+        from .budget import BudgetConfig, BudgetError, _host_measurement, search_budget
 
         bopts = dict(cfg.budget)
-        host = bopts.pop("host", None)  # a measured host profile for the emulator (None: probe)
-        budget = search_budget(net, profile=cfg.device, cfg=BudgetConfig(**bopts), workdir=out / "budget", host=host)
-        # the candidates were timed with the same ratio in every group: prune that way
-        pcfg = replace(pcfg, ratio=budget.chosen.ratio, target_macs=None, global_pruning=False)
-    # labelling after the budget search: an impossible budget fails before the expensive part
+        host = bopts.pop("host", None)  # a measured host profile for the emulator (None: probe once)
+        if profile is not None and not profile.is_measured:
+            host = _host_measurement(host)
+        try:
+            budget = search_budget(net, profile=profile, cfg=BudgetConfig(**bopts), workdir=out / "budget", host=host)
+            # the candidates were timed with the same ratio in every group: prune that way
+            pcfg = replace(pcfg, ratio=budget.chosen.ratio, target_macs=None, global_pruning=False)
+        except BudgetError as exc:  # no pruning ratio reaches the budget: the gate still picks a model
+            budget = exc.result
+            student_skipped = student_skipped or f"no pruning ratio reaches the budget ({exc})"
+            notes.append(str(exc))
+        budget_ms = budget.budget_ms
+    phases["budget_search"] = time.perf_counter() - t0
     if cfg.data:
         items = scan_media(list(cfg.data))
     else:
         items = shippable_sources(cfg.data_root) if cfg.shippable_only else training_sources(cfg.data_root)
     labels = label_media(items, LabelConfig(teacher=cfg.teacher, detector=cfg.detector, **cfg.label),
                          cfg.cache_dir, progress=progress, num_threads=cfg.threads)
+    phases["labels"] = time.perf_counter() - t0
+    # one split for everything: training and calibration use tr only; the gate's held-out set is va
+    tr_idx, va_idx = labels.split(dcfg.val_fraction, dcfg.seed)
+    crops, _ = _split_crops(labels, tr_idx, size, qcfg.num_calibration)
+    ho_crops, ho_kps = _split_crops(labels, va_idx, size, cfg.heldout_crops)
+    cands = [gate.Candidate("input_fp32", os.fspath(cfg.model), "the input model, unchanged")]
+    artifacts = []
+    # int8 of the unpruned input model: ORT static QDQ, input normalisation folded into uint8
+    qi = quantize(cfg.model, out / "input_int8.onnx", replace(qcfg, fold_input=True), calibration=crops)
+    _tag_input_int8(net, qi.path, labels.path)
+    cands.append(gate.Candidate("input_int8_ort", os.fspath(out / "input_int8.onnx"),
+                                "input model, int8 ORT static QDQ (folded uint8 input)"))
+    artifacts.append(out / "input_int8.onnx")
+    phases["input_int8"] = time.perf_counter() - t0
+    sens_input = None
+    if cfg.int8_mixed:
+        from .quantize import layer_sensitivity
+
+        # chosen on training crops of their own (every other training crop), never on the gate's held-out set
+        sc, sk = _split_crops(labels, tr_idx[1::2], size, 96, seed=1)
+        sens_input = layer_sensitivity(cfg.model, crops, sc, sk, qcfg, gate=0.5, threads=cfg.threads,
+                                       progress=progress)
+        (out / "input_int8_sensitivity.md").write_text(sens_input.to_markdown())
+        if sens_input.exclude_nodes:
+            qm = quantize(cfg.model, out / "input_int8_mixed.onnx",
+                          replace(qcfg, exclude_nodes=tuple(qcfg.exclude_nodes) + tuple(sens_input.exclude_nodes)),
+                          calibration=crops)
+            _tag_input_int8(net, qm.path, labels.path)
+            cands.append(gate.Candidate("input_int8_ort_mixed", qm.path,
+                                        f"input model, int8 ORT with its {len(sens_input.exclude_nodes)} most "
+                                        "int8-sensitive convs float"))
+            artifacts.append(out / "input_int8_mixed.onnx")
+        else:
+            notes.append("the full int8 of the input model met the sensitivity gate on training crops: "
+                         "no mixed-precision variant")
+    phases["input_int8_mixed"] = time.perf_counter() - t0
+    if cfg.tflite and _tflite_available():
+        from .export import export_tflite
+
+        try:
+            t8 = export_tflite(net, out / "input_int8.tflite", int8=True, calibration=crops, check_crops=crops[:4],
+                               compression={"int8": "unpruned, sparse heads, centred input"})
+            cands.append(gate.Candidate("input_int8_tflite", t8.path,
+                                        "input model, int8 LiteRT (sparse heads, centred input)"))
+            artifacts.append(Path(t8.path))
+        except (RuntimeError, ValueError) as exc:
+            notes.append(f"no int8 LiteRT of the input model: {exc}")
+    elif cfg.tflite:
+        notes.append("litert-torch is not installed: no LiteRT candidates (pip install litert-torch)")
+    phases["input_tflite"] = time.perf_counter() - t0
+    comp_report = {}
+    if not student_skipped:
+        comp_report = _student(cfg, net, labels, tr_idx, crops, pcfg, dcfg, qcfg, out, cands, artifacts, notes,
+                               progress)
+    else:
+        log.warning("no pruned student: %s", student_skipped)
+    phases["student"] = time.perf_counter() - t0
+    if cfg.baseline:
+        cands.append(gate.Candidate("baseline", os.fspath(cfg.baseline), "reference file (--baseline)",
+                                    recommendable=False))
+    paths = {c.name: c.path for c in cands}
+    lat = interleaved_latency(paths, threads=cfg.threads)
+    dev_ms, kind = ({}, None)
+    if profile is not None:
+        dev_ms, kind = _device_figures(paths, profile, cfg.threads, host, lat)
+    for c in cands:
+        c.host_ms = lat[c.name].p50
+        c.device_ms = dev_ms.get(c.name)
+    phases["latency"] = time.perf_counter() - t0
+    # the gate: every candidate scored on the held-out sets
+    gate_sets = [gate.USER_VAL if user_val else gate.HELDOUT]
+    accuracy = {}
+    use_eval = cfg.evaluate and gate.eval_set_available(cfg.data_root)
+    if cfg.evaluate and not use_eval:
+        notes.append(f"no evaluation set under {cfg.data_root!r}: gated on the held-out set only")
+    for c in cands:
+        c.scores[gate.HELDOUT] = gate.score_heldout(c.path, ho_crops, ho_kps, cfg.threads)
+        if user_val:
+            c.scores[gate.USER_VAL] = gate.score_user_val(c.path, user_val, cfg.threads)
+        if use_eval:
+            accuracy[c.name] = gate.score_eval_set(c.path, cfg.data_root, cfg.threads)
+            c.scores[gate.EVAL_SET] = accuracy[c.name]["pck_torso"]
+        log.info("%s: %s", c.name, {k: round(v, 1) for k, v in c.scores.items()})
+    if use_eval:
+        gate_sets.append(gate.EVAL_SET)
+    phases["gate_scoring"] = time.perf_counter() - t0
+    sel = gate.select(cands, reference="input_fp32", floor=cfg.floor, budget_ms=budget_ms, gate_sets=gate_sets)
+    report = {"recommended": sel.path, "recommended_name": sel.name, "selection": sel.to_dict(),
+              "candidates": [c.to_dict() for c in cands], "config": cfg.to_dict(), "device": cfg.device,
+              "latency_kind": kind, "threads": cfg.threads, "host_cpu": compress_report.host_cpu(),
+              "labels": {"crops": len(labels), "files": len(items), "cache": labels.path,
+                         "train_crops": len(tr_idx), "heldout_crops": len(ho_crops),
+                         "heldout_files": len({labels.sources[i].split("#")[0] for i in va_idx})},
+              "latency_ms": {k: v.to_dict() for k, v in lat.items()},
+              "size_bytes": {c.name: os.path.getsize(c.path) for c in cands},
+              "input_int8_ort": {"float_nodes": len(qi.excluded), "input_fold": qi.input_fold},
+              "notes": notes, **comp_report}
+    if sens_input is not None:
+        report["input_int8_sensitivity"] = {"exclude_nodes": sens_input.exclude_nodes,
+                                            "fp32_proxy_pck": sens_input.fp32_proxy_pck,
+                                            "int8_proxy_pck": sens_input.int8_proxy_pck,
+                                            "steps": sens_input.exclusion_steps, "seconds": sens_input.seconds}
+    if budget is not None:
+        report["budget"] = budget.to_dict()
+    if student_skipped:
+        report["student_skipped"] = student_skipped
+    if accuracy:
+        report["accuracy"] = accuracy
+    report["seconds"] = time.perf_counter() - t0
+    report["phase_seconds"] = {k: round(v - prev, 1) for (k, v), prev in zip(phases.items(), [0.0, *phases.values()])}
+    compress_report.write(report, out)
+    write_manifest(out, [*artifacts, *([out / "prune_plan.json"] if (out / "prune_plan.json").exists() else [])])
+    return report
+
+
+def _tag_input_int8(net, path: str, labels_cache: str) -> None:
+    """The int8 of the input file carries the ``edgepose.*`` metadata the runtime reads it by."""
+    import onnx
+
+    from .export import ExportConfig
+    from .export.onnx_export import build_metadata, set_metadata
+
+    m = onnx.load(path)
+    meta = {p.key: p.value for p in m.metadata_props}  # keeps edgepose.quantization
+    meta.update(build_metadata(net, ExportConfig(), {"int8_of": "the unpruned input model",
+                                                     "labels_cache": os.path.basename(labels_cache)}))
+    set_metadata(m, meta)
+    onnx.save(m, path)
+
+
+def _student(cfg, net, labels, tr_idx, crops, pcfg, dcfg, qcfg, out, cands, artifacts, notes, progress) -> dict:
+    """Prune (the budget's ratio) + distill + export + int8 the student; appends its candidates."""
+    import torch
+
+    from . import gate
+    from .data.augment import AugmentConfig
+    from .data.dataset import PseudoLabelDataset
+    from .distill import distill
+    from .export import ExportConfig, export_onnx
+    from .prune import prune, save_plan
+    from .quantize import quantize
+
+    size = net.input_size[0]
     batches = None
     if pcfg.importance != "magnitude":
-        ds = PseudoLabelDataset(labels, np.arange(0, len(labels), max(1, len(labels) // 64)), out_size=size,
+        ds = PseudoLabelDataset(labels, tr_idx[:: max(1, len(tr_idx) // 64)], out_size=size,
                                 scale=net.scale.flatten().numpy(), shift=net.shift.flatten().numpy(),
                                 augment_cfg=AugmentConfig.none())
-        loader = torch.utils.data.DataLoader(ds, batch_size=16)
-        batches = list(loader)
+        batches = list(torch.utils.data.DataLoader(ds, batch_size=16))
     pres = prune(net, pcfg, batches=batches)
     save_plan(pres.plan, out / "prune_plan.json")
     student = pres.model.to(memory_format=torch.channels_last)
-    dcfg = DistillConfig(**cfg.distill)
     drep = distill(student, labels, dcfg, reference=net, progress=progress)
     drep.save(out)
-    crops = calibration_crops(labels, 64, out_size=size)
     comp = {"prune": pcfg.to_dict(), "prune_summary": pres.summary(), "distill": dcfg.to_dict(),
             "labels_cache": os.path.basename(labels.path)}
     fp32 = export_onnx(student, out / "student_fp32.onnx", ExportConfig(), compression=comp, check_crops=crops[:4])
-    qcfg = QuantizeConfig(**cfg.quantize)
     sens = None
     if cfg.sensitivity_gate is not None:
-        from dataclasses import replace
-
         from .quantize import layer_sensitivity
 
-        val_crops, val_kps = _heldout(labels, size)
+        # the sensitivity pass scores on training crops of its own (the gate's held-out set stays unseen)
+        val_crops, val_kps = _split_crops(labels, tr_idx[1::2], size, 96, seed=1)
         sens = layer_sensitivity(fp32.path, crops, val_crops, val_kps, qcfg, gate=cfg.sensitivity_gate,
                                  threads=cfg.threads, progress=progress)
         (out / "int8_sensitivity.md").write_text(sens.to_markdown())
         qcfg = replace(qcfg, exclude_nodes=tuple(qcfg.exclude_nodes) + tuple(sens.exclude_nodes))
-    int8_path = out / "student_int8.onnx"
-    quantize(fp32.path, int8_path, qcfg, calibration=crops)
-    models = {"original": cfg.model, "student_fp32": fp32.path, "student_int8": os.fspath(int8_path)}
-    artifacts = [fp32.path, int8_path]
-    if cfg.tflite:
+    quantize(fp32.path, out / "student_int8.onnx", qcfg, calibration=crops)
+    what = f"pruned (ratio {pcfg.ratio:.2f}, {100 * pres.summary()['macs_fraction']:.0f} % MACs) + distilled"
+    cands += [gate.Candidate("student_fp32", fp32.path, what + ", fp32"),
+              gate.Candidate("student_int8", os.fspath(out / "student_int8.onnx"), what + ", int8 ORT")]
+    artifacts += [Path(fp32.path), out / "student_int8.onnx"]
+    if cfg.tflite and _tflite_available():
         try:
             from .export import export_tflite
 
-            t32 = export_tflite(student, out / "student_fp32.tflite", compression=comp, check_crops=crops[:4])
             qat = {}
             if cfg.tflite_qat_steps:
                 from .quantize.qat import QATConfig
 
-                tr, _ = labels.split(0.1, 0)
-                aug = PseudoLabelDataset(labels, tr, out_size=size, scale=np.ones(3), shift=np.zeros(3),
+                aug = PseudoLabelDataset(labels, tr_idx, out_size=size, scale=np.ones(3), shift=np.zeros(3),
                                          augment_cfg=AugmentConfig())
                 qat = {"qat": QATConfig(steps=cfg.tflite_qat_steps),
                        "qat_draw": lambda rng, n: np.stack([aug.raw(int(i))[0] for i in rng.integers(0, len(aug), n)])}
             t8 = export_tflite(student, out / "student_int8.tflite", int8=True, calibration=crops,
                                compression=comp, check_crops=crops[:4], **qat)
-            models.update(student_fp32_tflite=t32.path, student_int8_tflite=t8.path)
-            artifacts += [t32.path, t8.path]
-        except ImportError as exc:  # litert-torch is not in the dev extras
-            log.warning("no TFLite export: %s", exc)
-    if cfg.baseline:
-        models["baseline"] = cfg.baseline
-    lat = interleaved_latency(models, threads=cfg.threads)
-    report = {"config": cfg.to_dict(), "labels": {"crops": len(labels), "files": len(items), "cache": labels.path},
-              "prune": pres.summary(), "distill": {"seconds": drep.seconds, "val": drep.val,
-                                                   "val_steps": drep.val_steps},
-              "export_parity_px": fp32.max_px,
-              "latency_ms": {k: v.to_dict() for k, v in lat.items()},
-              "speedup_vs_original": {k: lat["original"].p50 / v.p50 for k, v in lat.items()},
-              "size_bytes": {k: os.path.getsize(p) for k, p in models.items()},
-              "macs": {"original": pres.macs[0], "student": pres.macs[1]}}
-    # DESIGN.md: int8 is kept for a runtime only where it is measured faster than fp32 there
-    rec = {"onnxruntime": "student_int8" if lat["student_int8"].p50 < lat["student_fp32"].p50 else "student_fp32"}
-    if "student_int8_tflite" in lat:
-        rec["litert"] = ("student_int8_tflite" if lat["student_int8_tflite"].p50 < lat["student_fp32_tflite"].p50
-                         else "student_fp32_tflite")
-    report["recommended"] = rec
-    if budget is not None:
-        report["budget"] = budget.to_dict()
+            cands.append(gate.Candidate("student_int8_tflite", t8.path, what + ", int8 LiteRT"))
+            artifacts.append(Path(t8.path))
+        except (ImportError, RuntimeError) as exc:
+            notes.append(f"no student TFLite: {exc}")
+    rep = {"prune": pres.summary(), "distill": {"seconds": drep.seconds, "val": drep.val, "val_steps": drep.val_steps},
+           "export_parity_px": fp32.max_px, "macs": {"original": pres.macs[0], "student": pres.macs[1]}}
     if sens is not None:
-        report["int8_sensitivity"] = sens.to_dict()
-    if cfg.evaluate:
-        report["accuracy"] = {k: _evaluate(p, cfg.data_root, cfg.threads) for k, p in models.items()}
-    report["seconds"] = time.perf_counter() - t0
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "report.md").write_text(_markdown(report))
-    write_manifest(out, [*artifacts, out / "prune_plan.json"])
-    return report
+        rep["int8_sensitivity"] = sens.to_dict()
+    return rep
 
 
-def _heldout(labels, size: int, n: int = 96):
-    """Un-augmented held-out *training* crops and the teacher keypoints normalised to them."""
-    from .data.augment import AugmentConfig
-    from .data.dataset import PseudoLabelDataset
-
-    _, va = labels.split(0.1, 0)
-    ds = PseudoLabelDataset(labels, va, out_size=size, scale=np.ones(3), shift=np.zeros(3),
-                            augment_cfg=AugmentConfig.none())
-    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
-    raws = [ds.raw(int(i)) for i in idx]
-    return [r[0] for r in raws], np.stack([r[1] for r in raws])
-
-
-def _markdown(r: dict) -> str:
-    lines = ["# edgepose compress report", "",
-             f"Pseudo-labels: {r['labels']['crops']} teacher-labelled crops from {r['labels']['files']} files.",
-             f"Pruning: MACs {r['prune']['macs_before'] / 1e6:.1f}M -> {r['prune']['macs_after'] / 1e6:.1f}M "
-             f"({100 * r['prune']['macs_fraction']:.0f} %), params {r['prune']['params_before'] / 1e6:.2f}M -> "
-             f"{r['prune']['params_after'] / 1e6:.2f}M, exactness guard {r['prune']['guard_max_diff']:.1e}.",
-             f"Distillation: {r['distill']['seconds']:.0f} s; validation loss "
-             + " -> ".join(f"{v:.3f}" for v in r["distill"]["val"]) + ".",
-             f"Export parity (torch vs ORT): {r['export_parity_px']:.4f} px.", "",
-             "| model | p50 ms | p90 ms | speed-up vs original | size KB | PCK@0.2 torso | hard |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for k, lat in r["latency_ms"].items():
-        acc = r.get("accuracy", {}).get(k, {})
-        pck = f"{acc['pck_torso']:.1f}" if acc else "-"
-        hard = f"{acc['hard_pck_torso']:.1f}" if acc else "-"
-        lines.append(f"| {k} | {lat['p50']:.2f} | {lat['p90']:.2f} | {r['speedup_vs_original'][k]:.2f}x | "
-                     f"{r['size_bytes'][k] / 1024:.0f} | {pck} | {hard} |")
-    if r.get("budget"):
-        b = r["budget"]
-        ch = b["chosen"]
-        lines += ["", f"Budget search ({b['device']}, {b['kind']}): budget {b['budget_ms']:.1f} ms -> channel ratio "
-                  f"{ch['ratio']:.2f} ({ch['latency_ms']:.1f} ms, {100 * ch['macs_fraction']:.0f} % MACs) before distillation."]
-    if r.get("recommended"):
-        lines += ["", "Recommended per runtime (int8 only where measured faster than fp32 here): "
-                  + ", ".join(f"{k}: `{v}`" for k, v in r["recommended"].items()) + "."]
-    lines += ["", "Latency: ONNX Runtime CPU (LiteRT for .tflite), interleaved rounds, medians; "
-              "accuracy: the 161-person evaluation set (ASSETS.md protocol)."]
-    return "\n".join(lines) + "\n"
+__all__ = ["CompressConfig", "compress"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ._train import optimizer_step, record_step
+from ._train import fill_report
 from .data.augment import AugmentConfig
 from .data.dataset import PseudoLabelDataset
 from .data.labels import LabelSet
@@ -130,20 +129,25 @@ def make_datasets(labels: LabelSet, cfg: TrainConfig, *, input_size: int, scale,
             PseudoLabelDataset(labels, va_idx, augment_cfg=AugmentConfig.none(), seed=cfg.seed, **kw))
 
 
-def _prepare(batch: dict, channels_last: bool) -> dict:
+def _prepare(batch: dict, channels_last: bool, device=None) -> dict:
+    if device is not None:
+        from .train.data import to_device
+
+        batch = to_device(batch, device)
     if channels_last:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     return batch
 
 
 @torch.no_grad()
-def validation_loss(objective: torch.nn.Module, loader, *, channels_last: bool = False) -> float:
-    """Mean total loss of ``objective`` over ``loader`` in eval mode (mode restored after)."""
+def validation_loss(objective: torch.nn.Module, loader, *, channels_last: bool = False, device=None) -> float:
+    """Mean total loss of ``objective`` over ``loader`` in eval mode (mode restored after); batches
+    go to ``device`` when given."""
     was = objective.training
     objective.eval()
     tot, n = 0.0, 0
     for batch in loader:
-        batch = _prepare(batch, channels_last)
+        batch = _prepare(batch, channels_last, device)
         b = len(batch["image"])
         tot += float(sum(objective(batch).values())) * b
         n += b
@@ -151,16 +155,8 @@ def validation_loss(objective: torch.nn.Module, loader, *, channels_last: bool =
     return tot / max(n, 1)
 
 
-def _lr_lambda(cfg: TrainConfig):
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-    return f
-
-
 def train(objective: torch.nn.Module, labels: LabelSet, cfg: TrainConfig = TrainConfig(), *, input_size: int,
-          scale, shift, progress: bool = True, datasets=None) -> TrainReport:
+          scale, shift, progress: bool = True, datasets=None, device: str = "auto") -> TrainReport:
     """Optimise ``objective`` for ``cfg.steps`` AdamW steps on ``labels``.
 
     Args:
@@ -172,55 +168,28 @@ def train(objective: torch.nn.Module, labels: LabelSet, cfg: TrainConfig = Train
         scale, shift: per-channel input normalisation, ``x = rgb * scale + shift``.
         progress: show a tqdm bar.
         datasets: optional (train, val) datasets instead of :func:`make_datasets`.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
 
     Returns:
         The report; ``objective`` is left in eval mode.
     """
-    from tqdm import tqdm
+    from .train import Trainer, TrainerConfig
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     train_ds, val_ds = datasets or make_datasets(labels, cfg, input_size=input_size, scale=scale, shift=shift)
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False)
     cl = cfg.channels_last
-    if cl:
-        objective.to(memory_format=torch.channels_last)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         warmup=cfg.warmup, grad_clip=cfg.grad_clip, seed=cfg.seed * 100003, threads=cfg.threads,
+                         channels_last=cl, eval_every=cfg.eval_every, eval_at_start=True, device=device,
+                         progress=progress, desc=type(objective).__name__)
     rep = TrainReport(n_train=len(train_ds), n_val=len(val_ds), config=cfg.to_dict())
     t0 = time.perf_counter()
-    rep.val_steps.append(0)
-    rep.val.append(validation_loss(objective, val_loader, channels_last=cl))
-    step, epoch = 0, 0
-    bar = tqdm(total=cfg.steps, desc=type(objective).__name__, unit="step", disable=not progress)
-    objective.train()
-    while step < cfg.steps:
-        train_ds.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        for batch in loader:
-            terms = objective(_prepare(batch, cl))
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at step {step}: lower TrainConfig.lr "
-                                         f"(now {cfg.lr}) or check the labels")
-            optimizer_step(loss, params, opt, sched, clip=cfg.grad_clip)
-            step += 1
-            record_step(rep, step, loss, terms)
-            bar.update(1)
-            bar.set_postfix(loss=f"{rep.train[-1]:.3f}")
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                rep.val_steps.append(step)
-                rep.val.append(validation_loss(objective, val_loader, channels_last=cl))
-                log.info("step %d: train %.4f, val %.4f", step, rep.train[-1], rep.val[-1])
-            if step >= cfg.steps:
-                break
-        epoch += 1
-    bar.close()
-    objective.eval()
-    if cl:
-        objective.to(memory_format=torch.contiguous_format)
+    trainer = Trainer(objective, train_ds, tcfg,
+                      validate=lambda m: validation_loss(m, val_loader, channels_last=cl, device=trainer.device))
+    res = trainer.fit()
+    fill_report(rep, res.history)
+    rep.val_steps = [v["step"] for v in res.val]
+    rep.val = [v["loss"] for v in res.val]
     rep.seconds = time.perf_counter() - t0
     return rep
 

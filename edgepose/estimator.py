@@ -6,7 +6,7 @@ Three explicit running modes, one method each (MediaPipe style):
 * ``RunningMode.VIDEO``: :meth:`PoseEstimator.detect_for_video` on frames in order with
   increasing timestamps; the crop for frame t comes from frame t-1's pose (ROI tracking), the
   detector (or a full-frame pass) runs only when the pose is lost, and keypoints are smoothed
-  with a One Euro filter.
+  by the chosen smoother (:mod:`edgepose.video.smoothing`; One Euro by default).
 * ``RunningMode.LIVE_STREAM``: :meth:`PoseEstimator.detect_async` returns at once; a worker
   thread runs the video pipeline and calls ``result_callback``. When frames arrive faster than
   they are processed the oldest waiting frame is dropped and counted (``dropped_frames``).
@@ -14,134 +14,24 @@ Three explicit running modes, one method each (MediaPipe style):
 
 from __future__ import annotations
 
-import enum
+import collections
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from edgepose.errors import EdgePoseError
+from edgepose.estimator_options import EstimatorOptions, RunningMode
 from edgepose.models import PoseModel, load_model
 from edgepose.models._crop import Roi
 from edgepose.models.base import Estimate
 from edgepose.types import Pose, PoseResult, Source
-from edgepose.video.identity import (DETECT_MIN_SCORE, PERSON_SELECTIONS, SEARCH_RADIUS, Anchor, choose_person,
-                                     jumped)
-from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
-from edgepose.video.smoother import SmootherOptions
-
-#: Valid values of :attr:`EstimatorOptions.smoother`.
-SMOOTHERS = ("one_euro", "learned_gain", "learned", "none")
+from edgepose.video.identity import DETECT_MIN_SCORE, SEARCH_RADIUS, Anchor, choose_person, jumped
+from edgepose.video.smoothing import Smoother, make_smoother
 
 log = logging.getLogger(__name__)
-
-
-class RunningMode(str, enum.Enum):
-    IMAGE = "image"
-    VIDEO = "video"
-    LIVE_STREAM = "live_stream"
-
-
-@dataclass
-class EstimatorOptions:
-    """Options of :class:`PoseEstimator`.
-
-    Attributes:
-        running_mode: which of detect / detect_for_video / detect_async may be called.
-        min_pose_score: a pose whose person score is below this is reported empty and the
-            tracker re-detects. 0.2 is MoveNet's tfjs keypoint threshold, applied to the mean.
-        smoothing: keypoint smoothing in video / live-stream modes (off in image mode); False
-            is the same as ``smoother="none"``.
-        smoother: which smoother runs when ``smoothing`` is on: ``"one_euro"`` (default; a
-            few microseconds per frame), ``"learned"`` (the SmoothNet-style network shipped in
-            ``edgepose/data``, zero-lag; lower position error, ~0.1 ms per frame),
-            ``"learned_gain"`` (One Euro whose cut-off a tiny network adapts per joint from the
-            keypoint scores and motion, :mod:`edgepose.video.gain_filter`; zero-lag, ~0.04 ms per
-            frame; less jitter than One Euro on the evaluation clips, docs/research-notes.md T4)
-            or ``"none"``.
-        one_euro: One Euro parameters (see :class:`OneEuroConfig` for why these defaults).
-        learned_smoother: options of the learned smoother. Its ``delay`` must be 0 here: a
-            result describes its own frame. For a steadier track with a few frames of latency,
-            run :class:`edgepose.video.smoother.LearnedSmoother` with ``delay=2..4`` on the results.
-        redetect_on_loss: when a tracked crop loses the person, run the detector / full-frame
-            pass again on the same frame instead of waiting for the next one (one extra pass on
-            rare frames, no empty frame after a fast move).
-        image_refine: in image mode, run a second pass on the crop derived from the first
-            (full-frame) pass; costs one more invoke, gains accuracy for small people.
-        result_callback: live-stream mode: called as ``cb(result, image)`` from the worker.
-        live_queue_size: live-stream mode: frames waiting at most; 1 keeps latency lowest.
-        person_selection: whom the video tracker follows when several people are in view
-            (video / live-stream modes). ``"model"`` (default): when there is no track the card's
-            own ``initial_roi`` (a full-frame pass for MoveNet) picks whoever the model finds
-            most salient. ``"nearest"``: a person detector (``person_detector``) lists everyone
-            and the tracker takes the person nearest the last tracked pose (within
-            ``identity_gate``), else the largest person; a tracked pose or an outside re-seed
-            (:meth:`PoseEstimator.reseed`, e.g. a server answer) whose crop jumps further than
-            ``identity_gate`` is treated as another person (see :mod:`edgepose.video.identity`).
-            Deterministic and model-independent: two models run this way start on the same
-            person. Costs one detector pass on starts, losses and jumps only.
-        person_detector: the multi-person card used by ``person_selection="nearest"``: a
-            registered name, or a loaded :class:`~edgepose.models.multipose.MultiPersonModel`
-            (not closed by :meth:`PoseEstimator.close`).
-            In image mode it is ignored (``detect`` has no track to keep).
-        identity_gate: ``person_selection="nearest"``: the largest move of the crop centre
-            between frames (from its position predicted at the recent velocity), in units of the
-            previous crop's side, still taken as the same person. 0.35: on vtest's training frames
-            (0-599) a tracked walker's centre moves 0.04 (median) to 0.26-0.29 (p99) of the crop
-            side per frame at 10 fps, a crop that slid onto a crossing neighbour 0.3-0.4 and a
-            re-acquisition elsewhere 1-6; 0.25 and 0.2 refused ordinary steps there.
-    """
-
-    running_mode: RunningMode = RunningMode.IMAGE
-    min_pose_score: float = 0.2
-    smoothing: bool = True
-    smoother: str = "one_euro"
-    one_euro: OneEuroConfig = field(default_factory=OneEuroConfig)
-    learned_smoother: SmootherOptions = field(default_factory=lambda: SmootherOptions(delay=0))
-    redetect_on_loss: bool = True
-    image_refine: bool = True
-    result_callback: Callable[[PoseResult, np.ndarray], None] | None = None
-    live_queue_size: int = 1
-    person_selection: str = "model"
-    person_detector: "str | PoseModel" = "movenet-multipose"
-    identity_gate: float = 0.35
-
-    def __post_init__(self):
-        try:
-            self.running_mode = RunningMode(self.running_mode)
-        except ValueError:
-            raise ValueError(
-                f"EstimatorOptions.running_mode {self.running_mode!r} is not one of "
-                f"{', '.join(m.value for m in RunningMode)}") from None
-        if not 0.0 <= self.min_pose_score <= 1.0:
-            raise ValueError(f"EstimatorOptions.min_pose_score must be in [0, 1], got {self.min_pose_score!r}")
-        if self.running_mode == RunningMode.LIVE_STREAM and self.result_callback is None:
-            raise ValueError("EstimatorOptions.result_callback is required in live_stream mode; "
-                             "pass result_callback=lambda result, image: ...")
-        if self.running_mode != RunningMode.LIVE_STREAM and self.result_callback is not None:
-            raise ValueError("EstimatorOptions.result_callback is only used in live_stream mode; "
-                             f"running_mode is {self.running_mode.value!r}")
-        if self.smoother not in SMOOTHERS:
-            raise ValueError(f"EstimatorOptions.smoother {self.smoother!r} is not one of "
-                             f"{', '.join(SMOOTHERS)}; pass smoother='one_euro' (default), 'learned_gain', 'learned' or 'none'")
-        if self.smoother == "learned" and self.learned_smoother.delay != 0:
-            raise ValueError(
-                f"EstimatorOptions.learned_smoother.delay must be 0 inside the estimator (a result "
-                f"describes its own frame), got {self.learned_smoother.delay}; for a delayed, steadier "
-                "track run edgepose.video.smoother.LearnedSmoother(SmootherOptions(delay=N)) on the results")
-        if not isinstance(self.live_queue_size, int) or self.live_queue_size < 1:
-            raise ValueError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
-        if self.person_selection not in PERSON_SELECTIONS:
-            raise ValueError(f"EstimatorOptions.person_selection {self.person_selection!r} is not one of "
-                             f"{', '.join(PERSON_SELECTIONS)}; pass 'model' (default: the model's own full-frame "
-                             "pick) or 'nearest' (a person detector; the person nearest the track, else the largest)")
-        if not isinstance(self.identity_gate, (int, float)) or not self.identity_gate > 0:
-            raise ValueError(f"EstimatorOptions.identity_gate must be a number > 0 (crop sides), "
-                             f"got {self.identity_gate!r}")
 
 
 def check_frame(image) -> np.ndarray:
@@ -186,19 +76,10 @@ class PoseEstimator:
             from edgepose.models import DEFAULT_MODEL as model
         self._owns_model = not isinstance(model, PoseModel)
         self.model = load_model(model, num_threads=num_threads) if self._owns_model else model
-        self._filter = OneEuroFilter(self.options.one_euro)
-        self._learned = None
-        if self.options.smoothing and self.options.smoother == "learned" \
-                and self.options.running_mode != RunningMode.IMAGE:
-            from edgepose.video.smoother import LearnedSmoother
-
-            self._learned = LearnedSmoother(self.options.learned_smoother)
-        self._gain = None
-        if self.options.smoothing and self.options.smoother == "learned_gain" \
-                and self.options.running_mode != RunningMode.IMAGE:
-            from edgepose.video.gain_filter import LearnedGainFilter
-
-            self._gain = LearnedGainFilter()
+        self._smoother, self._owns_smoother = self._make_smoother()
+        #: video results waiting for a delayed smoother: [result, roi, image, smoothed yet]
+        self._waiting: collections.deque = collections.deque()
+        self._since_reset = 0  # poses given to the smoother since its last reset
         self._roi: Roi | None = None
         #: person_selection="nearest": the person detector and where the followed person was last seen
         self._detector = None
@@ -216,6 +97,20 @@ class PoseEstimator:
             self._queue = queue.Queue(maxsize=self.options.live_queue_size)
             self._worker = threading.Thread(target=self._live_loop, name="edgepose-live", daemon=True)
             self._worker.start()
+
+    def _make_smoother(self) -> tuple[Smoother | None, bool]:
+        o = self.options
+        if o.running_mode == RunningMode.IMAGE or not o.smoothing or o.smoother == "none":
+            return None, False
+        if not isinstance(o.smoother, str):
+            return o.smoother, False
+        kw = {"one_euro": {"config": o.one_euro}, "learned": {"options": o.learned_smoother}}.get(o.smoother, {})
+        return make_smoother(o.smoother, **kw), True
+
+    @property
+    def delay(self) -> int:
+        """Frames a video result comes late: the smoother's declared delay (0 for most)."""
+        return self._smoother.delay if self._smoother is not None else 0
 
     def _load_detector(self, num_threads):
         from edgepose.models.multipose import MultiPersonModel
@@ -263,14 +158,31 @@ class PoseEstimator:
                 _add(timings, est2.timings_ms)
                 if est2.score >= est.score:
                     est = est2
-        return self._result(image, est, 0, 0, timings, t0, smooth=False)
+        return self._result(image, est, 0, 0, timings, t0)
 
-    def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> PoseResult:
-        """Video mode: the next frame of one video, with increasing ``timestamp_ms``."""
+    def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> PoseResult | None:
+        """Video mode: the next frame of one video, with increasing ``timestamp_ms``.
+
+        Returns this frame's result; with a smoother that declares a delay of d frames
+        (:attr:`delay`), frame t - d's result (its own ``frame_index`` / ``timestamp_ms``), None
+        for the first d frames; :meth:`flush` returns the last d at the end of the video.
+        """
         self._require_mode(RunningMode.VIDEO, "detect_for_video")
         image = check_frame(image)
         ts = self._check_ts(timestamp_ms)
-        return self._track(image, ts)
+        out = self._track(image, ts)
+        return out[0] if out is not None else None
+
+    def flush(self) -> list[PoseResult]:
+        """Video mode, end of the video: the results a delayed smoother still holds (the last
+        :attr:`delay` frames), in order; [] without a delay."""
+        return [r for r, _ in self._drain()]
+
+    def _drain(self) -> list[tuple[PoseResult, np.ndarray]]:
+        self._break_smoothing()
+        out = [(w[0], w[2]) for w in self._waiting]
+        self._waiting.clear()
+        return out
 
     def detect_async(self, image: np.ndarray, timestamp_ms: int) -> None:
         """Live-stream mode: queue a frame; the result arrives through ``result_callback``."""
@@ -299,8 +211,9 @@ class PoseEstimator:
                 return
             image, ts = item
             try:
-                result = self._track(image, ts)
-                self.options.result_callback(result, image)
+                out = self._track(image, ts)
+                if out is not None:
+                    self.options.result_callback(*out)
             except Exception:  # the worker must survive a bad frame or callback
                 log.exception("live stream: frame at %d ms failed", ts)
 
@@ -341,7 +254,7 @@ class PoseEstimator:
                            timings_ms=est.timings_ms)
         return est
 
-    def _track(self, image: np.ndarray, ts: int) -> PoseResult:
+    def _track(self, image: np.ndarray, ts: int) -> tuple[PoseResult, np.ndarray] | None:
         if self._detector is not None:
             return self._track_nearest(image, ts)
         t0 = time.perf_counter()
@@ -358,12 +271,11 @@ class PoseEstimator:
         if est is not None and est.score >= self.options.min_pose_score:
             self._roi = self.model.next_roi(est, (image.shape[1], image.shape[0]))
         else:
-            self._roi = None
-            self._reset_smoothers()
+            self._roi = None  # the smoother is given no pose for this frame: it restarts after it
         timings["track"] = (time.perf_counter() - t1) * 1e3
         return self._finish(image, est, ts, timings, t0)
 
-    def _track_nearest(self, image: np.ndarray, ts: int) -> PoseResult:
+    def _track_nearest(self, image: np.ndarray, ts: int) -> tuple[PoseResult, np.ndarray] | None:
         """The video pipeline with person_selection="nearest" (detector choice + identity guard)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -387,51 +299,70 @@ class PoseEstimator:
         if est is not None and est.score >= min_score:
             self._roi = nxt if nxt is not None else self.model.next_roi(est, size)
         else:
-            self._roi = None
-            self._reset_smoothers()
+            self._roi = None  # the smoother is given no pose for this frame: it restarts after it
         if self._roi is not None:
             a = self._anchor
             if a is None or not a.fresh(ts) or jumped(self._roi, a, self.options.identity_gate, ts):
-                self._reset_smoothers()  # a different person than the last one: do not smooth across
+                self._break_smoothing()  # a different person than the last one: do not smooth across
                 self._anchor = Anchor.of_roi(self._roi, ts)
             else:
                 self._anchor = a.follow(self._roi, ts)
         timings["track"] = (time.perf_counter() - t1) * 1e3
         return self._finish(image, est, ts, timings, t0)
 
-    def _finish(self, image, est, ts, timings, t0) -> PoseResult:
+    def _finish(self, image, est, ts, timings, t0) -> tuple[PoseResult, np.ndarray] | None:
+        """Smooth, then the oldest result whose smoothed pose is known (this frame's at delay 0)."""
         idx = self._frame_index
         self._frame_index += 1
-        smooth = self.options.smoothing and self.options.smoother != "none"
-        return self._result(image, est, ts, idx, timings, t0, smooth=smooth)
+        sm = self._smoother
+        if sm is None:
+            return self._result(image, est, ts, idx, timings, t0), image
+        ok = est is not None and est.score >= self.options.min_pose_score
+        t = time.perf_counter()
+        out = sm.update(est.keypoints if ok else None, est.scores if ok else None, ts,
+                        scale=max(est.roi.width, est.roi.height) if ok else None)
+        timings["smooth"] = (time.perf_counter() - t) * 1e3
+        if sm.delay == 0 and not self._waiting:
+            return self._result(image, est, ts, idx, timings, t0, keypoints=out), image
+        self._waiting.append([self._result(image, est, ts, idx, timings, t0), est.roi if ok else None, image, False])
+        self._since_reset += 1
+        if self._since_reset > sm.delay:
+            self._fill(out)
+        if self._waiting[0][3]:
+            w = self._waiting.popleft()
+            return w[0], w[2]
+        return None
 
-    def _result(self, image, est: Estimate | None, ts, idx, timings, t0, *, smooth) -> PoseResult:
+    def _fill(self, keypoints: np.ndarray | None) -> None:
+        """The smoother's next output: the pose of the oldest waiting result not smoothed yet."""
+        w = next((w for w in self._waiting if not w[3]), None)
+        if w is None:  # a smoother that emitted more frames than it was given
+            return
+        w[3] = True
+        res, roi = w[0], w[1]
+        if keypoints is not None and res.poses:
+            p = res.poses[0]
+            res.poses[0] = Pose(keypoints, p.scores, _box(keypoints, p.scores, roi), p.score, sigma=p.sigma,
+                                track_id=p.track_id)
+
+    def _result(self, image, est: Estimate | None, ts, idx, timings, t0, keypoints=None) -> PoseResult:
         poses = []
         if est is not None and est.score >= self.options.min_pose_score:
-            kps = est.keypoints
-            if smooth:
-                t = time.perf_counter()
-                if self._learned is not None:
-                    kps = self._learned.push(kps, ts, scores=est.scores)[0].keypoints
-                elif self._gain is not None:
-                    roi = est.roi
-                    kps = self._gain(kps, ts, scale=max(roi.width, roi.height),
-                                     scores=est.scores).astype(np.float32)
-                else:
-                    roi = est.roi
-                    kps = self._filter(kps, ts, scale=max(roi.width, roi.height)).astype(np.float32)
-                timings["smooth"] = (time.perf_counter() - t) * 1e3
+            kps = est.keypoints if keypoints is None else keypoints
             poses.append(Pose(kps, est.scores, _box(kps, est.scores, est.roi), est.score, sigma=est.sigma,
                               track_id=0 if self.options.running_mode != RunningMode.IMAGE else None))
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return PoseResult(poses, ts, idx, (image.shape[1], image.shape[0]), Source.EDGE, timings)
 
-    def _reset_smoothers(self) -> None:
-        self._filter.reset()
-        if self._gain is not None:
-            self._gain.reset()
-        if self._learned is not None:
-            self._learned.reset()
+    def _break_smoothing(self) -> None:
+        """End the smoother's segment: waiting results get their smoothed poses, then it restarts."""
+        sm = self._smoother
+        if sm is None:
+            return
+        for kps in sm.flush():
+            self._fill(kps)
+        sm.reset()
+        self._since_reset = 0
 
     @property
     def roi(self) -> Roi | None:
@@ -488,7 +419,7 @@ class PoseEstimator:
         """Forget the tracked pose (e.g. on a scene cut)."""
         self._roi = None
         self._anchor = None
-        self._reset_smoothers()
+        self._break_smoothing()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -499,12 +430,17 @@ class PoseEstimator:
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout=30)
+            for result, image in self._drain():  # a delayed smoother's last frames
+                try:
+                    self.options.result_callback(result, image)
+                except Exception:
+                    log.exception("live stream: callback for frame %d failed", result.frame_index)
         if self._owns_model:
             self.model.close()
         if self._detector is not None and self._owns_detector:
             self._detector.close()
-        if self._learned is not None:
-            self._learned.close()
+        if self._smoother is not None and self._owns_smoother:
+            self._smoother.close()
 
     def __enter__(self):
         return self

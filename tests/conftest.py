@@ -1,4 +1,4 @@
-"""Shared fixtures: the real assets in ../shared/assets (CI has them there too)."""
+"""Shared fixtures: the real assets in $EDGEPOSE_ASSETS (default ../shared/assets; CI has them there too)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgepose.assets import assets_dir
+
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = Path(os.environ.get("EDGEPOSE_ASSETS", REPO.parent / "shared" / "assets"))
+ASSETS = assets_dir(check=False)
 MODELS = ASSETS / "models"
 
 # Model names resolve against the shared model folder in tests.

@@ -75,7 +75,7 @@ def test_calibration_methods_really_change_the_ranges(exported):
     _, mm = calibration_ranges(exported.path, crops, QuantizeConfig(calibration="minmax"))
     _, en = calibration_ranges(exported.path, crops, QuantizeConfig(calibration="entropy", num_bins=512))
     changed = [k for k in mm if k in en and not np.allclose(mm[k], en[k], rtol=1e-3)]
-    assert len(changed) > len(mm) // 4  # not MinMax's ranges (DESIGN.md §6 pitfall)
+    assert len(changed) > len(mm) // 4  # not MinMax's ranges (docs/design.md §6 pitfall)
 
 
 def test_int8_quantisation_runs_on_the_real_model_and_keeps_the_decoder_float(exported, tmp_path, pose_jpg):

@@ -11,7 +11,7 @@ from edgepose.types import SHARED13, Keypoint as K
 
 pytestmark = pytest.mark.core
 
-#: People with >= 6 of the 13 shared joints labelled, crowd skipped (ASSETS.md: 161 in all).
+#: People with >= 6 of the 13 shared joints labelled, crowd skipped ($EDGEPOSE_ASSETS/ASSETS.md: 161 in all).
 EXPECTED_PEOPLE = {
     "coco_mini_val2017": 48, "coco_mini_train2017": 51, "coco": 12, "ochuman": 5, "crowdpose": 3,
     "exlpose": 6, "aic": 8, "mhp": 2, "mpii": 5, "posetrack18": 14, "jhmdb": 3, "h36m": 4,

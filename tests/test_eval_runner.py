@@ -1,4 +1,4 @@
-"""The evaluation runner: rows, pooling, report formats, the CLI, and real models vs ASSETS.md."""
+"""The evaluation runner: rows, pooling, report formats, the CLI, and real models vs $EDGEPOSE_ASSETS/ASSETS.md."""
 
 import json
 import math
@@ -12,12 +12,12 @@ from edgepose.eval.runner import ALL, HARD_ROW, evaluate
 from edgepose.models import load_model
 from edgepose.models.base import Estimate, PoseModel
 
-#: ASSETS.md reference PCK@0.2 x torso on ALL 161 people (GT-box crops).
+#: $EDGEPOSE_ASSETS/ASSETS.md reference PCK@0.2 x torso on ALL 161 people (GT-box crops).
 REFERENCE_ALL = {
     "movenet-lightning-int8": 66.8, "movenet-lightning-fp32": 68.6, "movenet-thunder-fp32": 75.7,
     "blazepose-full": 56.5,
 }
-#: ASSETS.md reference per-set figures for Lightning int8 (a few people each: coarse).
+#: $EDGEPOSE_ASSETS/ASSETS.md reference per-set figures for Lightning int8 (a few people each: coarse).
 #: These hold for the versions in constraints.txt (opencv-python-headless 5.0.0.93, ai-edge-litert
 #: 2.3.0): the official int8 file is sensitive to the crop's resize. With OpenCV 5.1.0.95
 #: posetrack18 scores 55.2, outside the tolerance (issue 17).
@@ -166,7 +166,7 @@ def test_full_evaluation_reproduces_the_reference_pck_on_all_161_people(name, da
 @pytest.mark.slow
 @pytest.mark.backend
 def test_blazepose_full_without_heatmap_refinement_reproduces_the_reference(data_root):
-    # The ASSETS.md BlazePose figures match landmarks taken without MediaPipe's heatmap
+    # The $EDGEPOSE_ASSETS/ASSETS.md BlazePose figures match landmarks taken without MediaPipe's heatmap
     # refinement; the card refines by default and then scores ~1-2 points higher on ALL.
     with load_model("blazepose-full", num_threads=2) as model:
         model.refine_heatmap = False

@@ -11,7 +11,7 @@ import pytest
 
 from tests._fixed_lag_tracks import noisy_track, run_online
 
-from edgepose.eval.temporal_report import fixed_lag_one_euro_track, one_euro_track
+from edgepose.video.tracks import fixed_lag_one_euro_track, one_euro_track
 from edgepose.video.one_euro import (FIXED_LAG_METHODS, MAX_FIXED_LAG, FixedLagOneEuro, OneEuroConfig,
                                      OneEuroFilter)
 

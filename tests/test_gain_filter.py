@@ -93,7 +93,7 @@ def test_the_estimator_runs_it_in_video_mode(assets):
         res = [est.detect_for_video(f.image, f.timestamp_ms) for f in src]
     assert all(r.poses and np.isfinite(r.poses[0].keypoints).all() for r in res)
     assert all("smooth" in r.timings_ms for r in res[1:])
-    with pytest.raises(ValueError, match="'learned_gain', 'learned' or 'none'"):
+    with pytest.raises(ValueError, match="another of those names, or a Smoother instance"):
         EstimatorOptions(smoother="gain")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track
+from edgepose.video.tracks import fixed_lag_from_forward, one_euro_track
 from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig
 from tests._fixed_lag_tracks import noisy_track, run_online
 

@@ -9,9 +9,9 @@ import pytest
 
 from tests._fixed_lag_tracks import noisy_track, run_online
 
-from edgepose.eval.temporal_report import fixed_lag_one_euro_track
-from edgepose.video.learned_fixed_lag import (FixedLagTaps, LearnedFixedLag, full_window_rows,
-                                              learned_fixed_lag_track)
+from edgepose.video.tracks import fixed_lag_one_euro_track
+from edgepose.compression.temporal.learned_fixed_lag import (FixedLagTaps, LearnedFixedLag, full_window_rows,
+                                                              learned_fixed_lag_track)
 from edgepose.video.one_euro import MAX_FIXED_LAG, FixedLagOneEuro, OneEuroConfig
 
 pytestmark = pytest.mark.core

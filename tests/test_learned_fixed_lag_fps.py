@@ -13,9 +13,9 @@ from tests._fixed_lag_tracks import noisy_track, run_online
 
 from edgepose.compression.temporal.baselines import TuneClip
 from edgepose.compression.temporal.fixed_lag_fir import augment_strides, subsample_clip
-from edgepose.video.learned_fixed_lag import (MAX_THRESHOLD_FPS, MIN_THRESHOLD_FPS, FixedLagTaps,
-                                              LearnedFixedLag, RateSwitchedFixedLag, RateSwitchedTaps,
-                                              learned_fixed_lag_track)
+from edgepose.compression.temporal.learned_fixed_lag import (MAX_THRESHOLD_FPS, MIN_THRESHOLD_FPS, FixedLagTaps,
+                                                              LearnedFixedLag, RateSwitchedFixedLag, RateSwitchedTaps,
+                                                              learned_fixed_lag_track)
 from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig
 
 pytestmark = pytest.mark.core

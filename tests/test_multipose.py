@@ -3,7 +3,6 @@
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,26 +271,17 @@ def test_topdown_video_mode_follows_tracked_people_between_detections(assets):
     assert sum(len(r.poses) for r in results) > 0
 
 
-# -- the id-switch proxy of benchmarks/multiperson_eval.py -----------------------------------------
-@pytest.fixture(scope="module")
-def eval_script():
-    import importlib.util
-
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "multiperson_eval.py"
-    spec = importlib.util.spec_from_file_location("multiperson_eval", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
+# -- the id-switch proxy (edgepose.eval.tracking) -------------------------------------------------
 @pytest.mark.core
-def test_id_switch_proxy_counts_a_jump_and_a_fragment_but_not_smooth_walking(eval_script):
+def test_id_switch_proxy_counts_a_jump_and_a_fragment_but_not_smooth_walking():
+    from edgepose.eval.tracking import id_switches
+
     box = lambda x: (x, 0.0, x + 50.0, 100.0)  # noqa: E731
     smooth = {0: [(i, box(2.0 * i)) for i in range(50)]}
-    assert eval_script.id_switches(smooth, gap=25)["switches"] == 0
+    assert id_switches(smooth, gap=25)["switches"] == 0
     jump = {0: [(0, box(0)), (1, box(2)), (2, box(300))]}  # id 0 moved onto someone 300 px away
-    assert eval_script.id_switches(jump, gap=25) == {"jumps": 1, "fragments": 0, "switches": 1}
+    assert id_switches(jump, gap=25) == {"jumps": 1, "fragments": 0, "switches": 1}
     frag = {0: [(i, box(2.0 * i)) for i in range(10)], 1: [(i, box(2.0 * i)) for i in range(14, 30)]}
-    assert eval_script.id_switches(frag, gap=25) == {"jumps": 0, "fragments": 1, "switches": 1}
+    assert id_switches(frag, gap=25) == {"jumps": 0, "fragments": 1, "switches": 1}
     far = {0: [(i, box(0)) for i in range(10)], 1: [(i, box(500)) for i in range(12, 30)]}
-    assert eval_script.id_switches(far, gap=25)["fragments"] == 0  # someone else entered
+    assert id_switches(far, gap=25)["fragments"] == 0  # someone else entered

@@ -1,7 +1,7 @@
 """The int8 speed options of QuantizeConfig: the input-normalisation fold (exact in float, the first
 QLinearConv reads the uint8 pixels), depthwise convs kept float, and config validation. Built on a
 small MoveNet-shaped graph (int32 NHWC image -> per-channel normalise -> Transpose -> convs); no
-timing asserts (benchmarks/ort_int8_speed.py measures speed)."""
+timing asserts (benchmarks/latency_ratio.py measures speed; docs/research-notes.md C2)."""
 
 import numpy as np
 import pytest

@@ -258,7 +258,7 @@ def test_fuzzed_http_requests_2000(server):
 
 
 def _load(server, pose_jpg, clients, requests):
-    from edgepose.offload.budget import LatencyStats
+    from edgepose.offload.timing import LatencyStats
     from edgepose.server.protocol import encode_infer_request
 
     arr = np.empty(1, dtype=object)
@@ -322,7 +322,7 @@ def test_triton_export_writes_a_repository_the_server_can_host(tmp_path, pose_jp
 
     from edgepose.server.triton import export_triton
 
-    r = export_triton(MODEL, tmp_path, check_image=pose_jpg)
+    r = export_triton(MODEL, tmp_path, check_image=pose_jpg, backend="onnxruntime")
     cfg = (tmp_path / MODEL / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in cfg and "dims: [ 1, 192, 192, 3 ]" in cfg
     assert (tmp_path / MODEL / "1" / "model.onnx").is_file() and r.max_abs_diff_px <= 1e-2

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 
 from edgepose.compression.data.shippable import ALLOWED, EXCLUDED, VIDEOS, classify_folders, is_shippable
+from edgepose.assets import assets_dir
 from edgepose.compression.data.sources import MediaItem
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "assets" / "data"
+DATA = assets_dir(check=False) / "data"
 
 
 # -- the shippable allow-list (numpy only) ---------------------------------------------------------
 @pytest.mark.core
 def test_every_train_extra_folder_is_reviewed_and_excluded_ones_never_ship():
     if not (DATA / "train_extra").is_dir():
-        pytest.skip("shared assets not present")
+        pytest.skip("assets not present ($EDGEPOSE_ASSETS)")
     from edgepose.compression.data.shippable import shippable_sources
 
     allowed, excluded = classify_folders(DATA / "train_extra")  # raises on an unreviewed folder

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgepose.types import Source
-from edgepose.video.keyframes import KeyframeOptions, KeyframeRecovery
+from edgepose.eval.keyframes import KeyframeOptions, KeyframeRecovery
 from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
 pytestmark = pytest.mark.backend
@@ -153,7 +153,7 @@ def test_learned_recovery_beats_linear_interpolation_on_curved_motion():
 
 
 def test_runtime_temporal_modules_do_not_import_torch():
-    code = ("import sys, edgepose.video.smoother, edgepose.video.keyframes, edgepose.eval.jitter, "
+    code = ("import sys, edgepose.video.smoother, edgepose.eval.keyframes, edgepose.eval.jitter, "
             "edgepose.eval.temporal_report; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -237,7 +237,7 @@ def test_one_euro_restarts_on_a_timestamp_not_after_the_last_and_rejects_a_bad_s
 
 @pytest.mark.core
 def test_offline_one_euro_replay_uses_the_estimators_crop_side():
-    from edgepose.eval.temporal_report import one_euro_track, roi_sides
+    from edgepose.video.tracks import one_euro_track, roi_sides
     from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
     from edgepose.video.tracker import roi_from_keypoints
 

@@ -56,7 +56,7 @@ def test_batched_training_prefilter_equals_the_streaming_filter():
 
 
 def test_untrained_prior_model_is_exactly_the_one_euro_filter(tmp_path):
-    from edgepose.eval.temporal_report import one_euro_track
+    from edgepose.video.tracks import one_euro_track
     from edgepose.video.smoother import LearnedSmoother, SmootherOptions
 
     kps = _track()

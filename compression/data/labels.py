@@ -66,7 +66,7 @@ class LabelConfig:
             raise ValueError(f"LabelConfig.crop_scale must be in [1, 3], got {self.crop_scale!r}")
         if not os.path.isfile(self.teacher):
             raise FileNotFoundError(f"teacher model not found: {self.teacher!r}; pass the MoveNet "
-                                    "Thunder ONNX, e.g. ../shared/assets/models/movenet/movenet_thunder_fp32.onnx")
+                                    "Thunder ONNX, e.g. $EDGEPOSE_ASSETS/models/movenet/movenet_thunder_fp32.onnx")
         if self.detector is not None and not os.path.isfile(self.detector):
             raise FileNotFoundError(f"detector model not found: {self.detector!r}; pass "
                                     "movenet_multipose_lightning_fp32.onnx or detector=None")

@@ -1,6 +1,6 @@
 """The training material a model edgepose *ships* may be trained on (licence allow-list).
 
-ASSETS.md allows a shipped model only Apache / BSD / MIT / CC-BY / public-domain material: the
+$EDGEPOSE_ASSETS/ASSETS.md allows a shipped model only Apache / BSD / MIT / CC-BY / public-domain material: the
 training frames of ``vtest.avi`` (0-599) and of the mmpose ``demo_resources`` videos
 (``body3d_demo.mp4`` 0-298, ``demo.mp4``), and the permissively licensed folders of
 ``data/train_extra`` as listed in its ``PROVENANCE.md``. This module is that list, written out
@@ -70,7 +70,7 @@ EXCLUDED: dict[str, str] = {
 }
 
 #: The shippable videos outside train_extra (relative to the assets data folder) and their
-#: training frame ranges [start, stop) per ASSETS.md (the rest of each clip is evaluation only).
+#: training frame ranges [start, stop) per $EDGEPOSE_ASSETS/ASSETS.md (the rest of each clip is evaluation only).
 VIDEOS: tuple[tuple[str, int, int | None], ...] = (
     ("opencv_doc/vtest.avi", 0, 600),
     ("mmpose_mini/demo_resources/body3d_demo.mp4", 0, 299),
@@ -94,7 +94,7 @@ def classify_folders(train_extra: str | os.PathLike) -> tuple[list[str], list[st
 
 
 def shippable_sources(data_root: str | os.PathLike) -> list[MediaItem]:
-    """The media a shipped model may be trained on (``data_root`` = ``../shared/assets/data``).
+    """The media a shipped model may be trained on (``data_root`` = ``$EDGEPOSE_ASSETS/data``).
 
     Returns:
         :class:`MediaItem` s: the :data:`VIDEOS` with their training frame ranges, then every
@@ -118,7 +118,7 @@ def shippable_sources(data_root: str | os.PathLike) -> list[MediaItem]:
                 log.warning("no media in %s", extra / name)
     if not items:
         raise FileNotFoundError(f"no shippable training material under {str(root)!r}; pass the assets "
-                                "data folder (../shared/assets/data)")
+                                "data folder ($EDGEPOSE_ASSETS/data)")
     return items
 
 

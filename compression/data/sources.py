@@ -1,8 +1,8 @@
 """Where training frames come from: any folder of images / videos, and the shared training pool.
 
 :func:`scan_media` lists the images and videos under the paths a user points at;
-:func:`training_sources` lists the licence-clean training material of ``../shared/assets``
-(ASSETS.md "Rules of use"), with the frame ranges that may be used. Paths inside the evaluation
+:func:`training_sources` lists the licence-clean training material of ``$EDGEPOSE_ASSETS``
+($EDGEPOSE_ASSETS/ASSETS.md "Rules of use"), with the frame ranges that may be used. Paths inside the evaluation
 set (``coco_mini``, the annotated ``mmpose_mini`` sets) are refused: training or calibrating on
 them would make every accuracy number afterwards meaningless.
 """
@@ -23,7 +23,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 #: Evaluation-set folders (relative to the assets ``data`` folder) that must never be trained on.
 EVAL_DIRS = ("coco_mini", "mmpose_mini")
-#: ... except these sub-folders of them, which ASSETS.md lists as training material.
+#: ... except these sub-folders of them, which $EDGEPOSE_ASSETS/ASSETS.md lists as training material.
 EVAL_DIR_EXCEPTIONS = ("mmpose_mini/demo_resources",)
 
 
@@ -76,7 +76,7 @@ def scan_media(paths, *, allow_eval: bool = False) -> list[MediaItem]:
             if not allow_eval and _is_eval_path(f):
                 raise ValueError(
                     f"{str(f)!r} is in the evaluation set ({', '.join(EVAL_DIRS)}); never train or "
-                    "calibrate on it. Point --data at training material (see ASSETS.md: "
+                    "calibrate on it. Point --data at training material (see $EDGEPOSE_ASSETS/ASSETS.md: "
                     "data/train_extra, vtest.avi frames 0-599, body3d_demo.mp4 frames 0-298)")
             items.append(MediaItem(str(f), "image" if ext in IMAGE_EXTS else "video"))
     if not items:
@@ -86,7 +86,7 @@ def scan_media(paths, *, allow_eval: bool = False) -> list[MediaItem]:
 
 
 def training_sources(data_root: str | os.PathLike) -> list[MediaItem]:
-    """The shippable training material of the shared assets (``data_root`` = ``../shared/assets/data``).
+    """The shippable training material of the shared assets (``data_root`` = ``$EDGEPOSE_ASSETS/data``).
 
     Only material a shipped model may be trained on: the training frame ranges of body3d_demo.mp4
     and vtest.avi, demo.mp4 and data/train_extra. The research-only posetrack18 frames are left
@@ -102,7 +102,7 @@ def training_sources(data_root: str | os.PathLike) -> list[MediaItem]:
         items.extend(scan_media(extra))
     if not items:
         raise FileNotFoundError(f"no training material found under {str(root)!r}; set the assets "
-                                "data folder (../shared/assets/data) or pass --data DIR")
+                                "data folder ($EDGEPOSE_ASSETS/data) or pass --data DIR")
     return items
 
 

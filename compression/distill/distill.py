@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .._train import optimizer_step, record_step
+from .._train import fill_report
+from ..train import LossModule
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
@@ -158,18 +158,34 @@ def _loss(student, batch, cfg: DistillConfig, reference, heads=None) -> dict[str
     return terms
 
 
+class DistillLoss(LossModule):
+    """Heatmap KD of a (pruned) MoveNet student as a loss module: offline KD + task terms on the
+    cached teacher labels, and online KD from a frozen ``reference`` (see :func:`distill`)."""
+
+    def __init__(self, student, cfg: DistillConfig, reference=None):
+        super().__init__()
+        self.student, self.reference, self.cfg = student, reference, cfg
+        self.freeze("reference")
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return _loss(self.student, batch, self.cfg, self.reference)
+
+
 def validation_loss(student, loader, cfg: DistillConfig, reference=None) -> tuple[float, float]:
     """Mean total loss over ``loader`` (no augmentation, no gradients) and the median distance
     (input px) of the decoded keypoints to the teacher's keypoints scored >= 0.3."""
     from ..importer.movenet import decode_heads_torch
+    from ..train.data import to_device
 
     student.eval()
     tot, n, dists = 0.0, 0, []
     d = student.decode
-    cw, osc = torch.from_numpy(d.center_weight), torch.from_numpy(d.out_scale)
+    dev = next(student.parameters()).device
+    cw, osc = torch.from_numpy(d.center_weight).to(dev), torch.from_numpy(d.out_scale).to(dev)
     size = student.input_size[0]
     with torch.no_grad():
         for batch in loader:
+            batch = to_device(batch, dev)
             heads = student(batch["image"])
             tot += float(sum(_loss(student, batch, cfg, reference, heads).values())) * len(batch["image"])
             n += len(batch["image"])
@@ -182,7 +198,7 @@ def validation_loss(student, loader, cfg: DistillConfig, reference=None) -> tupl
 
 
 def distill(student: torch.nn.Module, labels: LabelSet, cfg: DistillConfig = DistillConfig(), *,
-            reference: torch.nn.Module | None = None, progress: bool = True) -> DistillReport:
+            reference: torch.nn.Module | None = None, progress: bool = True, device: str = "auto") -> DistillReport:
     """Fine-tune ``student`` in place on teacher pseudo-labels.
 
     Args:
@@ -191,11 +207,12 @@ def distill(student: torch.nn.Module, labels: LabelSet, cfg: DistillConfig = Dis
         cfg: options.
         reference: optional frozen model whose head maps the student also matches (online KD).
         progress: show a tqdm bar.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
 
     Returns:
         The loss-curve report; ``student`` is left in eval mode.
     """
-    from tqdm import tqdm
+    from ..train import Trainer, TrainerConfig
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -206,50 +223,24 @@ def distill(student: torch.nn.Module, labels: LabelSet, cfg: DistillConfig = Dis
     train_ds = PseudoLabelDataset(labels, tr_idx, augment_cfg=cfg.augment, seed=cfg.seed, **kw)
     val_ds = PseudoLabelDataset(labels, va_idx, augment_cfg=AugmentConfig.none(), seed=cfg.seed, **kw)
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False)
-    if reference is not None:
-        reference.eval()
-        for p in reference.parameters():
-            p.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-
-    def lr_at(step):
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    module = DistillLoss(student, cfg, reference)
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         warmup=cfg.warmup, grad_clip=5.0, seed=cfg.seed, channels_last=False, device=device,
+                         eval_every=cfg.eval_every, eval_at_start=True, progress=progress, desc="distill")
     rep = DistillReport(n_train=len(train_ds), n_val=len(val_ds))
     t0 = time.perf_counter()
-    def _validate(step):
-        loss, px = validation_loss(student, val_loader, cfg, reference)
-        rep.val_steps.append(step)
-        rep.val.append(loss)
-        rep.val_px.append(px)
-        log.info("step %d: val loss %.4f, median %.2f px to teacher", step, loss, px)
 
-    _validate(0)
-    step, epoch = 0, 0
-    bar = tqdm(total=cfg.steps, desc="distill", unit="step", disable=not progress)
-    while step < cfg.steps:
-        train_ds.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        for batch in loader:
-            student.train()
-            terms = _loss(student, batch, cfg, reference)
-            loss = sum(terms.values())
-            optimizer_step(loss, student.parameters(), opt, sched)
-            step += 1
-            record_step(rep, step, loss, terms)
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                _validate(step)
-            if step >= cfg.steps:
-                break
-        epoch += 1
-    bar.close()
+    def _validate(m):
+        loss, px = validation_loss(m.student, val_loader, cfg, m.reference)
+        log.info("val loss %.4f, median %.2f px to teacher", loss, px)
+        return {"loss": loss, "px": px}
+
+    res = Trainer(module, train_ds, tcfg, validate=_validate,
+                  params=[p for p in student.parameters() if p.requires_grad]).fit()
+    fill_report(rep, res.history)
+    rep.val_steps = [v["step"] for v in res.val]
+    rep.val = [v["loss"] for v in res.val]
+    rep.val_px = [v["px"] for v in res.val]
     student.eval()
     rep.seconds = time.perf_counter() - t0
     return rep

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .._train import optimizer_step, record_step
+from .._train import fill_report
+from ..train import LossModule
 from ..data.augment import AugmentConfig, augment
 from .distill import DistillReport
 from .vitkd import heatmap_kd, output_kd
@@ -288,9 +288,32 @@ def _predict(model, clip, per_frame: bool) -> torch.Tensor:
     return model.forward_clip(clip)
 
 
+class FramesLoss(LossModule):
+    """Per-frame output KD of a :class:`DKDPose` (its encoder + plain head) on labelled crops."""
+
+    def __init__(self, model, w_kl: float):
+        super().__init__()
+        self.model, self.w_kl = model, w_kl
+
+    def forward(self, b) -> dict[str, torch.Tensor]:
+        return output_kd(self.model(b["image"]), b["maps"][:, :17], w_kl=self.w_kl)
+
+
+class DKDLoss(LossModule):
+    """Clip-level DKD loss (output KD of every frame + temporal consistency), or per-frame KD."""
+
+    def __init__(self, model, per_frame: bool, w_temporal: float, w_kl: float):
+        super().__init__()
+        self.model, self.per_frame, self.w_temporal, self.w_kl = model, per_frame, w_temporal, w_kl
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return dkd_losses(_predict(self.model, batch["clip"], self.per_frame), batch["maps"],
+                          w_temporal=self.w_temporal, w_kl=self.w_kl)
+
+
 def pretrain_frames(model, labels, *, steps: int = 800, batch_size: int = 16, lr: float = 2e-3,
                     w_spatial_kl: float = 1.0, augment_cfg: AugmentConfig = AugmentConfig(), seed: int = 0,
-                    threads: int | None = None, progress: bool = True) -> DistillReport:
+                    threads: int | None = None, progress: bool = True, device: str = "auto") -> DistillReport:
     """Per-frame pre-training of a :class:`DKDPose` (encoder + plain head) on teacher-labelled crops.
 
     Args:
@@ -302,54 +325,40 @@ def pretrain_frames(model, labels, *, steps: int = 800, batch_size: int = 16, lr
         seed: data order / augmentation seed.
         threads: torch intra-op threads.
         progress: show a tqdm bar.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
     """
-    from tqdm import tqdm
-
     from ..data.dataset import PseudoLabelDataset
     from ..students.vit import MEAN, STD
+
+    from ..train import Trainer, TrainerConfig
 
     if threads:
         torch.set_num_threads(threads)
     size = model.cfg.input_size
     ds = PseudoLabelDataset(labels, np.arange(len(labels)), out_size=size, scale=np.full(3, 1.0 / STD),
                             shift=np.full(3, -MEAN / STD), augment_cfg=augment_cfg, seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
-                                              0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    tcfg = TrainerConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=1e-4, warmup=max(1, steps // 20),
+                         grad_clip=5.0, seed=seed * 7919, channels_last=False, device=device, progress=progress,
+                         desc="pretrain")
     rep = DistillReport(n_train=len(ds))
-    t0, step, epoch = time.perf_counter(), 0, 0
-    bar = tqdm(total=steps, desc="pretrain", unit="step", disable=not progress)
-    while step < steps:
-        ds.set_epoch(epoch)
-        for b in DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(seed * 7919 + epoch)):
-            model.train()
-            terms = output_kd(model(b["image"]), b["maps"][:, :17], w_kl=w_spatial_kl)
-            loss = sum(terms.values())
-            optimizer_step(loss, model.parameters(), opt, sched)
-            step += 1
-            record_step(rep, step, loss, terms)
-            bar.update(1)
-            if step >= steps:
-                break
-        epoch += 1
-    bar.close()
+    t0 = time.perf_counter()
+    fill_report(rep, Trainer(FramesLoss(model, w_spatial_kl), ds, tcfg).fit().history)
     model.eval()
     rep.seconds = time.perf_counter() - t0
     return rep
 
 
-def train_dkd(model, clips: ClipSet, cfg: DKDTrainConfig = DKDTrainConfig(), *, progress: bool = True) -> DistillReport:
+def train_dkd(model, clips: ClipSet, cfg: DKDTrainConfig = DKDTrainConfig(), *, progress: bool = True,
+              device: str = "auto") -> DistillReport:
     """Train a :class:`DKDPose` (or, with ``cfg.per_frame``, its plain per-frame student) on clips.
 
     Returns:
         The loss-curve report (validation = heatmap KD over held-out segments, rolled out the way
-        the model is trained); ``model`` is left in eval mode.
+        the model is trained); ``model`` is left in eval mode. ``device``: auto / cpu / cuda / mps.
     """
-    from tqdm import tqdm
-
     from ..students.vit import MEAN, STD
+
+    from ..train import Trainer, TrainerConfig
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -362,28 +371,14 @@ def train_dkd(model, clips: ClipSet, cfg: DKDTrainConfig = DKDTrainConfig(), *, 
     train_ds = ClipDataset(clips, starts[~is_val], augment_cfg=cfg.augment, seed=cfg.seed, **kw)
     val_ds = ClipDataset(clips, starts[is_val][::3], augment_cfg=AugmentConfig.none(), **kw)
     w_t = 0.0 if cfg.per_frame else cfg.w_temporal
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / cfg.warmup if s < cfg.warmup else
-                                              0.5 * (1 + math.cos(math.pi * (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         warmup=cfg.warmup, grad_clip=5.0, seed=cfg.seed * 7919, channels_last=False, device=device,
+                         progress=progress, desc="per-frame" if cfg.per_frame else "dkd")
     rep = DistillReport(n_train=len(train_ds), n_val=len(val_ds))
-    t0, step, epoch = time.perf_counter(), 0, 0
-    bar = tqdm(total=cfg.steps, desc="per-frame" if cfg.per_frame else "dkd", unit="step", disable=not progress)
-    while step < cfg.steps:
-        train_ds.epoch = epoch
-        for batch in DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)):
-            model.train()
-            terms = dkd_losses(_predict(model, batch["clip"], cfg.per_frame), batch["maps"], w_temporal=w_t,
-                               w_kl=cfg.w_spatial_kl)
-            loss = sum(terms.values())
-            optimizer_step(loss, model.parameters(), opt, sched)
-            step += 1
-            record_step(rep, step, loss, terms)
-            bar.update(1)
-            if step >= cfg.steps:
-                break
-        epoch += 1
-    bar.close()
+    t0 = time.perf_counter()
+    res = Trainer(DKDLoss(model, cfg.per_frame, w_t, cfg.w_spatial_kl), train_ds, tcfg).fit()
+    fill_report(rep, res.history)
+    step = res.steps
     model.eval()
     with torch.no_grad():
         vals = [float(heatmap_kd(_predict(model, b["clip"], cfg.per_frame), b["maps"]))

@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .._train import optimizer_step
+from ..train import LossModule
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from .losses import kd_losses, reference_loss, task_losses
@@ -135,13 +133,37 @@ def _terms(student, reference, adapters, s_tap, t_tap, batch, cfg: LongKDConfig)
     return terms
 
 
+class LongKDLoss(LossModule):
+    """Feature + head KD of a pruned MoveNet from its unpruned self and the Thunder labels (a loss
+    module: the student and the adapters train, the reference is frozen)."""
+
+    def __init__(self, student, reference, cfg: LongKDConfig):
+        super().__init__()
+        self.student, self.reference, self.cfg = student, reference, cfg
+        self.adapters = make_adapters(student, reference, cfg.features) if cfg.w_feat else None
+        self.freeze("reference")
+        self.s_tap, self.t_tap = FeatureTap(student, cfg.features), FeatureTap(reference, cfg.features)
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return _terms(self.student, self.reference, self.adapters, self.s_tap, self.t_tap, batch, self.cfg)
+
+    def close(self) -> None:
+        self.s_tap.close()
+        self.t_tap.close()
+
+
 def train_long_kd(student, reference, labels, cfg: LongKDConfig, out: str | os.PathLike, *,
-                  on_checkpoint=None) -> dict:
+                  on_checkpoint=None, device: str = "auto", workers: int = 0, resume: bool = False) -> dict:
     """Distil ``student`` (pruned, trained in place) from ``reference`` (unpruned, frozen) and labels.
 
-    Writes ``out/ckpt_XXXXXX.pt`` (state dicts), ``out/log.jsonl`` (per-step losses) and
-    ``out/long_kd.json`` (config, validation curve). Returns the summary dict.
+    Writes ``out/ckpt_XXXXXX.pt`` (``"step"``, ``"state_dict"`` of the student, ``"seconds"``, and
+    the trainer state for ``resume``), ``out/log.jsonl`` (per-step losses) and ``out/long_kd.json``
+    (config, validation curve). ``device``: auto / cpu / cuda / mps; ``workers``: DataLoader
+    processes. Returns the summary dict.
     """
+    from ..train import Trainer, TrainerConfig
+    from ..train.data import to_device
+
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -152,83 +174,43 @@ def train_long_kd(student, reference, labels, cfg: LongKDConfig, out: str | os.P
     train_ds = PseudoLabelDataset(labels, tr_idx, augment_cfg=AugmentConfig(), seed=cfg.seed, **kw)
     val_ds = PseudoLabelDataset(labels, va_idx, augment_cfg=AugmentConfig.none(), seed=cfg.seed, **kw)
     val_batches = list(DataLoader(val_ds, batch_size=32, shuffle=False))
-    reference.eval()
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    adapters = make_adapters(student, reference, cfg.features) if cfg.w_feat else None
-    s_tap, t_tap = FeatureTap(student, cfg.features), FeatureTap(reference, cfg.features)
+    module = LongKDLoss(student, reference, cfg)
     params = [p for p in student.parameters() if p.requires_grad]
-    if adapters is not None:
-        params += list(adapters.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget = cfg.minutes * 60.0
-    t0 = time.perf_counter()
+    if module.adapters is not None:
+        params += list(module.adapters.parameters())
+    tcfg = TrainerConfig(steps=cfg.max_steps, minutes=cfg.minutes, batch_size=cfg.batch_size, lr=cfg.lr,
+                         weight_decay=cfg.weight_decay, warmup=cfg.warmup, lr_floor=0.01, grad_clip=5.0, seed=cfg.seed,
+                         channels_last=False, device=device, workers=workers, ckpt_every=cfg.ckpt_every,
+                         eval_at_start=True, progress=False, desc="long-kd")
 
-    def set_lr(step):
-        frac = min(1.0, (time.perf_counter() - t0) / budget)
-        f = (step + 1) / cfg.warmup if step < cfg.warmup else 0.5 * (1 + math.cos(math.pi * frac))
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * max(f, 0.01)
-        return opt.param_groups[0]["lr"]
-
-    def validate():
-        student.eval()
+    def validate(m):
         tot, n = 0.0, 0
-        with torch.no_grad():
-            for b in val_batches:
-                tt = _terms(student, reference, adapters, s_tap, t_tap, b, cfg)
-                tot += float(sum(tt.values())) * len(b["image"])
-                n += len(b["image"])
+        for b in val_batches:
+            tt = m(to_device(b, trainer.device))
+            tot += float(sum(tt.values())) * len(b["image"])
+            n += len(b["image"])
         return tot / max(n, 1)
 
-    summary = {"config": cfg.to_dict(), "n_train": len(train_ds), "n_val": len(val_ds),
-               "val_steps": [0], "val": [validate()], "ckpts": []}
-    log.info("step 0 val %.4f", summary["val"][0])
-    logf = open(out / "log.jsonl", "a")
+    summary = {"config": cfg.to_dict(), "n_train": len(train_ds), "n_val": len(val_ds)}
 
-    def checkpoint(step):
-        p = out / f"ckpt_{step:06d}.pt"
-        torch.save({"step": step, "state_dict": student.state_dict(), "seconds": time.perf_counter() - t0}, p)
-        v = validate()
-        summary["val_steps"].append(step)
-        summary["val"].append(v)
-        summary["ckpts"].append({"step": step, "path": str(p), "seconds": time.perf_counter() - t0, "val": v})
+    def checkpoint(step, p):
+        r = trainer.result
+        summary.update(val_steps=[v["step"] for v in r.val], val=[v["loss"] for v in r.val],
+                       ckpts=[{"step": c["step"], "path": c["path"], "seconds": c["seconds"], "val": c.get("loss")}
+                              for c in r.checkpoints])
         (out / "long_kd.json").write_text(json.dumps(summary, indent=1))
-        log.info("step %d: checkpoint %s, val %.4f", step, p.name, v)
         if on_checkpoint is not None:
             on_checkpoint(step, p)
 
-    step, epoch = 0, 0
-    done = False
-    while not done:
-        train_ds.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        for batch in loader:
-            lr = set_lr(step)
-            student.train()
-            terms = _terms(student, reference, adapters, s_tap, t_tap, batch, cfg)
-            loss = sum(terms.values())
-            optimizer_step(loss, params, opt)
-            step += 1
-            logf.write(json.dumps({"step": step, "t": round(time.perf_counter() - t0, 1), "lr": lr,
-                                   "loss": float(loss.detach()),
-                                   **{k: round(float(v.detach()), 5) for k, v in terms.items()}}) + "\n")
-            if step % 10 == 0:
-                logf.flush()
-            if step % cfg.ckpt_every == 0:
-                checkpoint(step)
-            if (time.perf_counter() - t0) >= budget or (cfg.max_steps and step >= cfg.max_steps):
-                done = True
-                break
-        epoch += 1
-    if not summary["ckpts"] or summary["ckpts"][-1]["step"] != step:
-        checkpoint(step)
-    logf.close()
-    s_tap.close()
-    t_tap.close()
+    trainer = Trainer(module, train_ds, tcfg, validate=validate, params=params, out=out, save_module=student,
+                      on_checkpoint=checkpoint)
+    res = trainer.fit(resume=resume)
+    module.close()
+    step = res.steps
+    summary["best"] = res.best
+    summary["samples_per_s"] = res.samples_per_s
+    summary["seconds"] = res.seconds
     summary["steps"] = step
-    summary["seconds"] = time.perf_counter() - t0
     (out / "long_kd.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -282,10 +264,12 @@ def evaluate_checkpoints(out: str | os.PathLike, model_path: str, data_root: str
 
 
 def main(argv=None) -> int:
+    from edgepose.assets import assets_dir
+
     from ..data.labels import load_labels
     from ..prune import PruneConfig, prune, save_plan
 
-    assets = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
+    assets = assets_dir(check=False)
     p = argparse.ArgumentParser(description="long feature + head KD of a pruned MoveNet")
     p.add_argument("cmd", choices=["train", "eval"])
     p.add_argument("--out", required=True)
@@ -300,6 +284,9 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--w-feat", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (augmentation)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)
@@ -326,7 +313,7 @@ def main(argv=None) -> int:
     (out / "prune_summary.json").write_text(json.dumps(pres.summary(), indent=1))
     cfg = LongKDConfig(minutes=a.minutes, max_steps=a.max_steps, lr=a.lr, ckpt_every=a.ckpt_every,
                        w_feat=a.w_feat, threads=a.threads)
-    summary = train_long_kd(pres.model, net, labels, cfg, out)
+    summary = train_long_kd(pres.model, net, labels, cfg, out, device=a.device, workers=a.workers, resume=a.resume)
     print(json.dumps({k: summary[k] for k in ("steps", "seconds", "val")}, indent=1))
     return 0
 

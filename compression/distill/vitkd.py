@@ -20,7 +20,6 @@ the same function first makes the ViT teacher (no ``teacher``), then the student
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -30,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .._train import optimizer_step, record_step
+from .._train import fill_report
+from ..train import LossModule
 from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
@@ -259,13 +259,28 @@ def _terms(student, batch, teacher, kd: ViTKD | None, w_heatmap: float, w_kl: fl
     return terms
 
 
+class ViTLoss(LossModule):
+    """Heatmap KD of a ViT student, plus ViTKD feature terms from a frozen ViT teacher (a loss module)."""
+
+    def __init__(self, student, teacher, kd, w_heatmap: float, w_kl: float, generator):
+        super().__init__()
+        self.student, self.teacher, self.kd = student, teacher, kd
+        self.w_heatmap, self.w_kl, self.generator = w_heatmap, w_kl, generator
+        if kd is not None:
+            self.freeze("teacher")
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return _terms(self.student, batch, self.teacher, self.kd, self.w_heatmap, self.w_kl, self.generator)
+
+
 def _val(student, loader) -> tuple[float, float]:
     """(heatmap KD, heatmap agreement) over ``loader``."""
     student.eval()
     preds, maps = [], []
+    dev = next(student.parameters()).device
     with torch.no_grad():
         for b in loader:
-            preds.append(student(b["image"]))
+            preds.append(student(b["image"].to(dev)).float().cpu())
             maps.append(b["maps"][:, :17])
     p, m = torch.cat(preds), torch.cat(maps)
     return float(heatmap_kd(p, m)), heatmap_agreement(p, m)
@@ -273,7 +288,7 @@ def _val(student, loader) -> tuple[float, float]:
 
 def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTrainConfig(), *,
               teacher: nn.Module | None = None, vitkd: ViTKDConfig | None = None,
-              progress: bool = True) -> DistillReport:
+              progress: bool = True, device: str = "auto") -> DistillReport:
     """Train a ViT pose student on teacher pseudo-labels (heatmap KD), optionally with ViTKD.
 
     Args:
@@ -285,15 +300,15 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
             with ``vitkd``).
         vitkd: ViTKD terms; None = heatmap KD only.
         progress: show a tqdm bar.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
 
     Returns:
         The loss-curve report (validation = heatmap KD on held-out source files, and in
         ``terms["val_agreement"]`` the :func:`heatmap_agreement` at ``val_steps``); ``student``
         is left in eval mode.
     """
-    from tqdm import tqdm
-
     from ..students.vit import MEAN, STD
+    from ..train import Trainer, TrainerConfig
 
     if vitkd is not None and teacher is None:
         raise ValueError("train_vit: vitkd needs a teacher (a ViT with forward_features)")
@@ -309,9 +324,6 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
     if vitkd is not None:
         if teacher.cfg.grid != student.cfg.grid:
             raise ValueError(f"train_vit: teacher grid {teacher.cfg.grid} != student grid {student.cfg.grid}")
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
         kd = ViTKD(student.cfg.dim, teacher.cfg.dim, student.cfg.grid, vitkd)
         params += list(kd.parameters())
     w_heat = vitkd.w_heatmap if vitkd is not None else 1.0
@@ -320,41 +332,23 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
     train_ds = PseudoLabelDataset(labels, tr_idx, augment_cfg=cfg.augment, seed=cfg.seed, **kw)
     val_loader = DataLoader(PseudoLabelDataset(labels, va_idx, augment_cfg=AugmentConfig.none(), **kw),
                             batch_size=32)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_at(step):
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    module = ViTLoss(student, teacher if kd is not None else None, kd, w_heat, cfg.w_spatial_kl, gen)
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         warmup=cfg.warmup, grad_clip=5.0, seed=cfg.seed * 7919, channels_last=False, device=device,
+                         eval_every=cfg.eval_every, progress=progress, desc="vit" + ("kd" if kd else ""))
     rep = DistillReport(n_train=len(train_ds), n_val=len(va_idx))
     t0 = time.perf_counter()
-    step, epoch = 0, 0
-    bar = tqdm(total=cfg.steps, desc="vit" + ("kd" if kd else ""), unit="step", disable=not progress)
-    while step < cfg.steps:
-        train_ds.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
-        for batch in loader:
-            student.train()
-            terms = _terms(student, batch, teacher, kd, w_heat, cfg.w_spatial_kl, gen)
-            loss = sum(terms.values())
-            optimizer_step(loss, params, opt, sched)
-            step += 1
-            record_step(rep, step, loss, terms)
-            bar.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                v, agree = _val(student, val_loader)
-                rep.val_steps.append(step)
-                rep.val.append(v)
-                rep.terms.setdefault("val_agreement", []).append(agree)
-                log.info("step %d: train %.4f, val heatmap KD %.4f, agreement %.3f", step,
-                         float(loss.detach()), v, agree)
-            if step >= cfg.steps:
-                break
-        epoch += 1
-    bar.close()
+
+    def validate(m):
+        v, agree = _val(m.student, val_loader)
+        log.info("val heatmap KD %.4f, agreement %.3f", v, agree)
+        return {"loss": v, "agreement": agree}
+
+    res = Trainer(module, train_ds, tcfg, validate=validate, params=params).fit()
+    fill_report(rep, res.history)
+    rep.val_steps = [v["step"] for v in res.val]
+    rep.val = [v["loss"] for v in res.val]
+    rep.terms["val_agreement"] = [v["agreement"] for v in res.val]
     student.eval()
     rep.seconds = time.perf_counter() - t0
     return rep

@@ -418,7 +418,7 @@ def export_tflite(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig 
             level, to the pixel value 128 (:func:`_exact_input_shift`; MoveNet's is 127.5), so
             the int8 input can sit on the pixel grid. The input's scale stays calibrated.
             Chosen for the shipped recipe on held-out training crops
-            (``benchmarks/results/tflite_int8_exact.md``).
+            (docs/research-notes.md C4).
         exact_input: with ``input_centre``, also fix the input's int8 qparams at
             ``(s, 0)``: the quantised input is then the pixel minus 128 exactly.
         Both are ignored with ``qat`` or a normalisation they do not fit.

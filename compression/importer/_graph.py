@@ -1,6 +1,6 @@
 """Turn the convolutional body of an ONNX graph into a trainable torch module.
 
-The ONNX files in ``../shared/assets`` were converted from tfjs graphs: NHWC int32 input, a cast,
+The ONNX files in ``$EDGEPOSE_ASSETS`` were converted from tfjs graphs: NHWC int32 input, a cast,
 an elementwise normalisation, one ``Transpose`` to NCHW, then the network (Conv with folded BN,
 Clip = ReLU6, Relu, Add, Resize, Concat, Sigmoid), then ``Transpose`` back to NHWC and the
 post-processing (ArgMax, GatherND, ...). This module walks that graph with the ``onnx`` package:

@@ -159,7 +159,7 @@ def import_movenet(path: str | os.PathLike, cfg: ImportConfig = ImportConfig()) 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher/model file not found: {path!r}; pass the path of a MoveNet "
-                                "SinglePose .onnx (e.g. ../shared/assets/models/movenet/"
+                                "SinglePose .onnx (e.g. $EDGEPOSE_ASSETS/models/movenet/"
                                 "movenet_lightning_fp32.onnx)")
     model = onnx.load(path)
     body, info = build_body(model, restore_bn=cfg.restore_bn)

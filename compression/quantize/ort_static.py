@@ -1,7 +1,7 @@
 """``quantize(onnx_in, onnx_out, cfg, calibration=...)``: ONNX Runtime static QDQ int8.
 
 Weights per-channel int8, activations int8 (QDQ format, what ORT's CPU kernels fuse fastest here;
-DESIGN.md §6: dynamic int8 ran ~2x slower and per-tensor lost accuracy on pruned nets).
+docs/design.md §6: dynamic int8 ran ~2x slower and per-tensor lost accuracy on pruned nets).
 
 Calibration ranges are computed here, not inside ``quantize_static``, because ORT does not pass
 the histogram settings through (its Entropy default of 128 bins / 128 quantised bins leaves one
@@ -15,7 +15,7 @@ stays float via ``nodes_to_exclude`` so keypoint coordinates keep full precision
 Input fold (``QuantizeConfig.fold_input``, on by default): MoveNet graphs normalise the int32 image
 in float (Cast -> Sub / Mul per channel -> Sub 1 -> Transpose) before the first conv. Quantised as
 is, ORT runs that as a float Sub + a broadcasting QLinearMul on 110 k elements: ~1.5 ms of a 5-6 ms
-int8 run on this host, most of what the int8 convs save (benchmarks/results/ort_int8_speed.md). The
+int8 run on this host, most of what the int8 convs save (docs/research-notes.md C2). The
 normalisation ``a * x + b`` is affine with one scale, so the uint8 pixels *are* its quantised
 tensor: :func:`fold_input_normalization` replaces the chain with Cast(uint8) -> Transpose ->
 DequantizeLinear(a, zero point round(-b / a)). With MoveNet's a = 1/127.5, b = -1 that is bit for

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,6 +64,29 @@ class QATConfig:
 
 #: The choices of :attr:`QATConfig.loss`.
 QAT_LOSSES = ("logits", "probabilities")
+
+
+class QATLoss(torch.nn.Module):
+    """Relative MSE of the fake-quantised graph's outputs to the float model's (a loss module).
+
+    ``train()`` / ``eval()`` only flip this wrapper's flag: exported graphs do not support them
+    (:func:`move_exported_model_to_eval` switches the graph at the end)."""
+
+    def __init__(self, student, teacher, outputs, var):
+        super().__init__()
+        self.student, self.teacher, self.outputs, self.var = student, teacher, outputs, var
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+    def forward(self, x) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.outputs(self.teacher, x)
+        out = self.outputs(self.student, x)
+        return sum(((o - t) ** 2).mean() / v for o, t, v in zip(out, target, self.var))
 
 
 def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tensor],
@@ -111,32 +133,19 @@ def qat_body(body: torch.nn.Module, normalise: Callable[[np.ndarray], torch.Tens
     var = [float(t.var()) + 1e-8 for t in ref]
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
     history = []
-    t0 = time.perf_counter()
-    bar = None
-    if progress and cfg.steps:
-        from tqdm import tqdm
+    if cfg.steps:
+        from ..train import Trainer, TrainerConfig
 
-        bar = tqdm(total=cfg.steps, desc="int8 QAT", unit="step")
-    for step in range(cfg.steps):
-        x = normalise(draw(rng, cfg.batch))
-        with torch.no_grad():
-            target = outputs(teacher, x)
-        out = outputs(m, x)
-        loss = sum(((o - t) ** 2).mean() / v for o, t, v in zip(out, target, var))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
-            history.append({"step": step, "loss": float(loss), "seconds": round(time.perf_counter() - t0, 1)})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-    if bar is not None:
-        bar.close()
+        tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch, lr=cfg.lr, weight_decay=0.0, optimizer="adam",
+                             schedule="constant", grad_clip=0.0, seed=cfg.seed, device="cpu", channels_last=False,
+                             check_finite=False, progress=progress, desc="int8 QAT")
+        res = Trainer(QATLoss(m, teacher, outputs, var), lambda step: normalise(draw(rng, cfg.batch)), tcfg,
+                      params=params).fit()
+        history = [{"step": h["step"] - 1, "loss": h["loss"], "seconds": round(h["t"], 1)} for h in res.history
+                   if (h["step"] - 1) % 50 == 0 or h["step"] == cfg.steps]
+        log.info("int8 QAT: %d steps in %.0fs", cfg.steps, res.seconds)
     move_exported_model_to_eval(m)
-    log.info("int8 QAT: %d steps in %.0fs", cfg.steps, time.perf_counter() - t0)
     return quantize_pt2e.convert_pt2e(m, fold_quantize=False), quantizer, history
 
 
@@ -146,4 +155,4 @@ def relative_output_error(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tenso
         return float(sum(((p - q) ** 2).mean() / (q.var() + 1e-8) for p, q in zip(a(x), b(x))))
 
 
-__all__ = ["QAT_LOSSES", "QATConfig", "qat_body", "relative_output_error"]
+__all__ = ["QAT_LOSSES", "QATConfig", "QATLoss", "qat_body", "relative_output_error"]

@@ -5,7 +5,7 @@ input activation; every other node stays float) and measure how far the decoded 
 from the fp32 model on held-out *training* crops (mean px at the model's input size), plus a
 proxy PCK against the teacher's pseudo-labels (PCK@0.2 x torso, the evaluation protocol's rule,
 with the teacher's keypoints as ground truth). The evaluation set is never touched: choosing the
-float layers on it would be tuning on the test set (ASSETS.md).
+float layers on it would be tuning on the test set ($EDGEPOSE_ASSETS/ASSETS.md).
 
 Pass 2 (same call): quantise everything, then keep the k most sensitive
 convolutions in float for k = 0, 1, 2, 3, 5, 8, ... until the proxy PCK is within ``gate`` points

@@ -8,7 +8,7 @@ Layout (``input_size`` = S, a multiple of 32)::
 
 Every op is one every edge runtime has: conv, depthwise conv, BN (folded at export), ReLU6, add,
 resize (bilinear x2 upsampling: no ConvTranspose, whose per-channel int8 scales LiteRT refused,
-DESIGN.md pitfalls), linear, softmax. The encoder / branch split is what OKDHP
+docs/design.md pitfalls), linear, softmax. The encoder / branch split is what OKDHP
 (:mod:`..distill.okdhp`) shares and replicates; :class:`StudentNet` is one encoder + one branch.
 
 Heads return training tensors (logits); :class:`StudentDeploy` turns them into what the runtime's

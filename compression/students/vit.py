@@ -7,7 +7,7 @@ the teacher's cached maps supervise it directly) and, on request, every block's 
 
 Ops used at inference: Conv, MatMul / Gemm, Softmax, LayerNormalization, HardSwish, Add, Resize,
 Sigmoid - all run by ONNX Runtime and LiteRT. Upsampling is Resize + Conv, never ConvTranspose
-(DESIGN.md pitfall: LiteRT int8 rejects transposed convolutions).
+(docs/design.md pitfall: LiteRT int8 rejects transposed convolutions).
 
 :func:`export_heatmap_student` writes any such heatmap model as an ``edgepose.card = student``
 ONNX file (head ``heatmap``, NCHW float input, mean / std in 0-255 units) and checks parity;

@@ -8,7 +8,7 @@ legs below the frame of the ASL clips are left out) and where both models track 
 person (frames whose median joint distance exceeds ``SAME_PERSON_FRACTION`` x the person's
 size are left out: a few frames of sports2d, mmaction2 and the like). The filter runs as
 the estimator runs it: the speed divided by the ROI side of each frame (reconstructed from the
-track, :func:`edgepose.eval.temporal_report.roi_sides`), restarting where the pose is lost.
+track, :func:`edgepose.video.tracks.roi_sides`), restarting where the pose is lost.
 
 Two searches:
 
@@ -19,7 +19,7 @@ Two searches:
 
 The fixed-lag One Euro (:class:`edgepose.video.one_euro.FixedLagOneEuro`, the baseline at the
 learned smoother's delay) is tuned by :func:`search_fixed_lag` with the same rule and clips
-(``benchmarks/temporal_equal_delay.py``).
+(docs/research-notes.md T5).
 
     python -m edgepose.compression.temporal.baselines [--json OUT]
 """
@@ -37,10 +37,11 @@ import numpy as np
 
 from edgepose.compression.temporal.data import TRAIN_VIDEOS, collect_pairs
 from edgepose.eval.jitter import temporal_metrics
-from edgepose.eval.temporal import default_assets_dir
-from edgepose.eval.temporal_report import one_euro_track, roi_sides, video_size
+from edgepose.assets import assets_dir
 from edgepose.video._temporal import person_scale
 from edgepose.video.one_euro import OneEuroConfig
+from edgepose.video.sources import video_size
+from edgepose.video.tracks import one_euro_track, roi_sides
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def teacher_reference(edge: np.ndarray, teacher, *, min_score: float = MIN_TEACH
 
 def load_clips(cache_dir: str = "runs/temporal_tracks", *, assets=None,
                videos=TRAIN_VIDEOS) -> list[TuneClip]:
-    root = Path(assets) if assets else default_assets_dir()
+    root = assets_dir(assets, check=False)
     out = []
     for p, (rel, _, _) in zip(collect_pairs(cache_dir, assets=root, videos=videos), videos):
         e = p.edge.keypoints.astype(np.float64)
@@ -143,7 +144,7 @@ def search_fixed_lag(clips: list[TuneClip], grid: dict, delays=(2,), methods=Non
         (raw (acc, pos), {(method, delay): (config, acc, pos) or None when no setting qualifies},
         table of (method, delay, min_cutoff, beta, d_cutoff, acc, pos)).
     """
-    from edgepose.eval.temporal_report import fixed_lag_from_forward
+    from edgepose.video.tracks import fixed_lag_from_forward
     from edgepose.video.one_euro import FIXED_LAG_METHODS
 
     methods = tuple(methods or FIXED_LAG_METHODS)

@@ -1,6 +1,6 @@
 """Training tracks for the temporal models: edge-model tracks paired with teacher tracks.
 
-Only licence-clean training material is used (ASSETS.md "Training and calibration" and
+Only licence-clean training material is used ($EDGEPOSE_ASSETS/ASSETS.md "Training and calibration" and
 train_extra/PROVENANCE.md): body3d_demo frames 0-298 and permissively licensed train_extra
 videos (CC-BY-4.0, Apache-2.0, BSD-3, MIT). The evaluation clips (pose_1, pose_squats,
 body3d_demo 299-398, vtest 600-794) are never read here.
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.eval.temporal import Track, cached_model_track, default_assets_dir
+from edgepose.assets import assets_dir
+from edgepose.eval.temporal import Track, cached_model_track
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Pair:
 def collect_pairs(cache_dir: str | Path = "runs/temporal_tracks", *, assets: str | Path | None = None,
                   videos=TRAIN_VIDEOS, num_threads: int = 1) -> list[Pair]:
     """Run (or load from the cache) the edge model and the teacher on every training video."""
-    root = Path(assets) if assets else default_assets_dir()
+    root = assets_dir(assets, check=False)
     pairs = []
     for rel, start, stop in videos:
         path = root / rel

@@ -1,4 +1,4 @@
-"""Train the learned fixed-lag FIR (:mod:`edgepose.video.learned_fixed_lag`) on teacher tracks.
+"""Train the learned fixed-lag FIR (:mod:`.learned_fixed_lag`) on teacher tracks.
 
 The model: frame ``t - d`` = ``sum_i w_i f(t-2d+i) + sum_i u_i x(t-2d+i)`` on full windows
 (``f`` the causal One Euro output, ``x`` the raw edge track; taps shared by every joint and
@@ -12,12 +12,12 @@ both in px on the 13 scored joints against the teacher reference, clips weighted
 frame counts (the position L1 + acceleration L1 family of :mod:`.train`, in the metric's
 units). Full-batch Adam in float64; a handful of parameters, seconds per candidate.
 
-Selection and evaluation: ``benchmarks/temporal_equal_delay_learned.py``.
+Selection and evaluation: docs/research-notes.md T6.
 
 Frame-rate augmentation (:func:`subsample_clip`, :func:`augment_strides`): a clip at stride s
 is every s-th frame of the edge track, the teacher reference and the ROI sides, at fps / s;
 :func:`prepare` then recomputes the causal One Euro prior on the subsampled track
-(``benchmarks/temporal_equal_delay_fps.py``).
+(docs/research-notes.md T7).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgepose.eval.jitter import SHARED13
-from edgepose.eval.temporal_report import fixed_lag_from_forward, one_euro_track
-from edgepose.video.learned_fixed_lag import FixedLagTaps, full_window_rows
+from edgepose.compression.temporal.learned_fixed_lag import FixedLagTaps, full_window_rows
 from edgepose.video.one_euro import OneEuroConfig, triangular_weights
+from edgepose.video.tracks import fixed_lag_from_forward, one_euro_track
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,47 @@ def prepare(clips, config: OneEuroConfig, delay: int) -> list[FirClip]:
     return out
 
 
+def fir_loss_module(data: list, delay: int, inputs: str, accel_weight: float):
+    """The taps' loss module: full-batch position + weighted acceleration error over ``data``
+    (``theta_w`` / ``theta_u`` parameters; ``taps()`` gives the sum-to-one projected taps)."""
+    import torch
+
+    class FirLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            n = 2 * delay + 1
+            self.theta_w = torch.nn.Parameter(torch.as_tensor(triangular_weights(delay), dtype=torch.float64).clone())
+            self.theta_u = torch.nn.Parameter(torch.zeros(n, dtype=torch.float64))
+            self.n, self.raw = n, inputs == "prior+raw"
+            self.wsum = sum(d[-1] for d in data)
+
+        def taps(self):
+            n, theta_w = self.n, self.theta_w
+            u = self.theta_u if self.raw else torch.zeros_like(self.theta_u)
+            excess = (theta_w.sum() + u.sum() - 1.0) / (2 * n if self.raw else n)
+            w = theta_w - excess
+            u = u - excess if self.raw else u
+            return w, u
+
+        def forward(self, _batch=None):
+            w, u = self.taps()
+            pos_t, acc_t = 0.0, 0.0
+            for base, ref, pv, av, rows, win, raw, weight in data:
+                pred = base.clone()
+                pred[rows] = torch.einsum("i,mijc->mjc", w, win) + torch.einsum("i,mijc->mjc", u, raw)
+                e = pred - ref
+                dist = torch.sqrt((e ** 2).sum(-1) + 1e-12)
+                pos = dist[pv].mean()
+                acc = e[2:] - 2 * e[1:-1] + e[:-2]  # acc(pred) - acc(ref)
+                an = torch.sqrt((acc ** 2).sum(-1) + 1e-12)[av].mean()
+                pos_t = pos_t + weight * pos
+                acc_t = acc_t + weight * an
+            pos, acc = pos_t / self.wsum, acc_t / self.wsum
+            return {"pos": pos, "accel": accel_weight * acc, "_acc": acc.detach()}
+
+    return FirLoss()
+
+
 def train_fir(clips: list[FirClip], config: OneEuroConfig, delay: int, cfg: FirConfig) -> tuple[FixedLagTaps, dict]:
     """Fit the taps on ``clips``; returns (taps, {"loss": [first, last]})."""
     import torch
@@ -137,44 +178,16 @@ def train_fir(clips: list[FirClip], config: OneEuroConfig, delay: int, cfg: FirC
         t = lambda a: torch.as_tensor(np.nan_to_num(a), dtype=torch.float64)  # noqa: E731
         data.append((t(base), t(ref), torch.as_tensor(pv), torch.as_tensor(av), torch.as_tensor(c.rows),
                      t(win), t(raw), float(len(c.kps))))
-    wsum = sum(d[-1] for d in data)
-    tri = torch.as_tensor(triangular_weights(delay), dtype=torch.float64)
-    theta_w = torch.nn.Parameter(tri.clone())
-    theta_u = torch.nn.Parameter(torch.zeros(n, dtype=torch.float64))
-    params = [theta_w] + ([theta_u] if cfg.inputs == "prior+raw" else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    from ..train import Trainer, TrainerConfig
 
-    def taps():
-        u = theta_u if cfg.inputs == "prior+raw" else torch.zeros_like(theta_u)
-        excess = (theta_w.sum() + u.sum() - 1.0) / (2 * n if cfg.inputs == "prior+raw" else n)
-        w = theta_w - excess
-        u = u - excess if cfg.inputs == "prior+raw" else u
-        return w, u
-
-    def loss_fn():
-        w, u = taps()
-        pos_t, acc_t = 0.0, 0.0
-        for base, ref, pv, av, rows, win, raw, weight in data:
-            pred = base.clone()
-            pred[rows] = torch.einsum("i,mijc->mjc", w, win) + torch.einsum("i,mijc->mjc", u, raw)
-            e = pred - ref
-            dist = torch.sqrt((e ** 2).sum(-1) + 1e-12)
-            pos = dist[pv].mean()
-            acc = e[2:] - 2 * e[1:-1] + e[:-2]  # acc(pred) - acc(ref)
-            an = torch.sqrt((acc ** 2).sum(-1) + 1e-12)[av].mean()
-            pos_t = pos_t + weight * pos
-            acc_t = acc_t + weight * an
-        return pos_t / wsum, acc_t / wsum
-
-    hist = []
-    for step in range(cfg.steps):
-        opt.zero_grad()
-        pos, acc = loss_fn()
-        loss = pos + cfg.accel_weight * acc
-        loss.backward()
-        opt.step()
-        if step in (0, cfg.steps - 1):
-            hist.append((loss.item(), pos.item(), acc.item()))
+    loss_module = fir_loss_module(data, delay, cfg.inputs, cfg.accel_weight)
+    params = [loss_module.theta_w] + ([loss_module.theta_u] if cfg.inputs == "prior+raw" else [])
+    tcfg = TrainerConfig(steps=cfg.steps, lr=cfg.lr, weight_decay=0.0, optimizer="adam", schedule="constant",
+                         grad_clip=0.0, device="cpu", channels_last=False, check_finite=False, progress=False,
+                         desc=cfg.label)
+    res = Trainer(loss_module, None, tcfg, params=params).fit()
+    hist = [(h["loss"], h["pos"], h["_acc"]) for h in (res.history[0], res.history[-1])]
+    taps = loss_module.taps
     w, u = taps()
     w, u = w.detach().numpy(), u.detach().numpy()
     if cfg.inputs == "prior":

@@ -166,6 +166,20 @@ def triangular_lag(y: torch.Tensor, valid: torch.Tensor, delay: int) -> tuple[to
     return z, ok
 
 
+class GainLoss(torch.nn.Module):
+    """Track loss of the learned-gain One Euro unrolled over a batch (a loss module)."""
+
+    def __init__(self, net: GainNet, config: OneEuroConfig, delay: int, accel_weight: float):
+        super().__init__()
+        self.net, self.config, self.delay, self.accel_weight = net, config, delay, accel_weight
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        x, sc, v, scale, dt, ref = batch
+        z, ok = triangular_lag(unroll(self.net, x, sc, v, scale, dt, self.config), v, self.delay)
+        _, pos, acc = track_loss(z, ref, ok, self.accel_weight)
+        return {"pos": pos, "accel": self.accel_weight * acc, "_acc": acc.detach()}
+
+
 def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True, *,
                config: OneEuroConfig = OneEuroConfig(), delay: int = 0) -> tuple[GainNet, list[dict]]:
     """Train on ``clips`` (:class:`~edgepose.compression.temporal.baselines.TuneClip`); deterministic.
@@ -174,24 +188,23 @@ def train_gain(clips, cfg: GainConfig = GainConfig(), progress: bool = True, *,
     ``delay``: 0 trains the zero-lag filter; d > 0 trains it as the causal stage of a fixed-lag
     triangular smoother (:func:`triangular_lag`), the loss taken on the delayed output.
     """
-    from tqdm import tqdm
+    from ..train import Trainer, TrainerConfig
 
     torch.manual_seed(cfg.seed)
     net = GainNet(cfg.hidden, cfg.body).double()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     segs = segments(clips, cfg)
     rng = np.random.default_rng(cfg.seed)
-    history = []
-    for step in tqdm(range(cfg.steps), desc="learned gain", disable=not progress, leave=False):
+
+    def draw(step):
         idx = rng.choice(len(segs), size=min(cfg.batch, len(segs)), replace=False)
-        x, sc, v, scale, dt, ref = to_batch([segs[i] for i in idx])
-        z, ok = triangular_lag(unroll(net, x, sc, v, scale, dt, config), v, delay)
-        loss, pos, acc = track_loss(z, ref, ok, cfg.accel_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 25 == 0 or step == cfg.steps - 1:
-            history.append({"step": step, "loss": loss.item(), "pos": pos.item(), "acc": acc.item()})
+        return to_batch([segs[i] for i in idx])
+
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch, lr=cfg.lr, weight_decay=0.0, optimizer="adam",
+                         schedule="constant", grad_clip=0.0, seed=cfg.seed, device="cpu", channels_last=False,
+                         check_finite=False, progress=progress, desc="learned gain")
+    res = Trainer(GainLoss(net, config, delay, cfg.accel_weight), draw, tcfg).fit()
+    history = [{"step": h["step"] - 1, "loss": h["loss"], "pos": h["pos"], "acc": h["_acc"]} for h in res.history
+               if (h["step"] - 1) % 25 == 0 or h["step"] == cfg.steps]
     return net, history
 
 
@@ -214,4 +227,4 @@ def export_gain(net: GainNet, path, *, config: OneEuroConfig = OneEuroConfig(), 
     return str(path)
 
 
-__all__ = ["GainConfig", "GainNet", "unroll", "to_batch", "track_loss", "triangular_lag", "train_gain", "export_gain"]
+__all__ = ["GainConfig", "GainNet", "unroll", "to_batch", "track_loss", "triangular_lag", "GainLoss", "train_gain", "export_gain"]

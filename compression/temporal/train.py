@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -224,14 +223,29 @@ def seq_loss(model, batch, accel_weight: float, *, identity: bool = False):
     return pos + accel_weight * acc, pos, acc
 
 
+class SeqLoss(torch.nn.Module):
+    """:func:`seq_loss` as a loss module: position + weighted acceleration L1 (``_acc``: unweighted)."""
+
+    def __init__(self, model, accel_weight: float):
+        super().__init__()
+        self.model, self.accel_weight = model, accel_weight
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        _, pos, acc = seq_loss(self.model, batch, self.accel_weight)
+        return {"pos": pos, "accel": self.accel_weight * acc, "_acc": acc.detach()}
+
+
 def _kf_scale(win: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Person size over the keyframes only (what the runtime sees)."""
     ext = (win.max(axis=2) - win.min(axis=2)).max(axis=2)  # (B, T)
     return np.maximum(np.nanmedian(np.where(masks > 0, ext, np.nan), axis=1), MIN_SCALE)
 
 
-def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=None):
-    """Train; returns (model, dict of final train / val losses)."""
+def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=None, device: str = "auto"):
+    """Train; returns (model, dict of final train / val losses). ``device``: auto / cpu / cuda / mps."""
+    from edgepose.compression.train import Trainer, TrainerConfig
+    from edgepose.compression.train.data import to_device
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     pairs = collect_pairs(cache_dir, assets=assets)
@@ -244,9 +258,6 @@ def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=N
     va = WindowBank([s for s in seqs if is_val(s)], span)
     log.info("%d training windows, %d validation windows", len(tr), len(va))
     model = build(cfg.kind, cfg.net, prior=cfg.prior, scores=cfg.score_input)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                pct_start=0.05)
     smoother = cfg.kind == "smoother"
     mk = SeqBatcher if smoother else RecoveryBatcher
     bt = mk(tr, cfg, rng)
@@ -257,27 +268,26 @@ def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=N
     else:
         vals = {f"k={k}": bv.draw(idx=vidx, k=k) for k in (3, 5)}
     stats = {"train_windows": len(tr)}
-    t0 = time.time()
-    for step in range(1, cfg.steps + 1):
-        model.train()
-        loss, pos, acc = seq_loss(model, bt.draw(), cfg.accel_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 500 == 0 or step == cfg.steps:
-            model.eval()
-            msg = [f"step {step} train {loss.item():.4f} (pos {pos.item():.4f} acc {acc.item():.4f})"]
-            with torch.no_grad():
-                for key, vb in vals.items():
-                    got = seq_loss(model, vb, cfg.accel_weight)
-                    base = seq_loss(model, vb, cfg.accel_weight, identity=True)
-                    msg.append(f"val[{key}] pos {got[1]:.4f} acc {got[2]:.4f} (input pos {base[1]:.4f} "
-                               f"acc {base[2]:.4f})")
-                    stats[f"val_{key}"] = {"pos": round(float(got[1]), 5), "acc": round(float(got[2]), 5),
-                                           "input_pos": round(float(base[1]), 5),
-                                           "input_acc": round(float(base[2]), 5)}
-            log.info("  ".join(msg) + f"  {time.time() - t0:.0f}s")
+
+    def validate(m):
+        msg, tot = [], []
+        for key, vb in vals.items():
+            vb = to_device(vb, trainer.device)
+            got = seq_loss(m.model, vb, cfg.accel_weight)
+            base = seq_loss(m.model, vb, cfg.accel_weight, identity=True)
+            msg.append(f"val[{key}] pos {got[1]:.4f} acc {got[2]:.4f} (input pos {base[1]:.4f} acc {base[2]:.4f})")
+            stats[f"val_{key}"] = {"pos": round(float(got[1]), 5), "acc": round(float(got[2]), 5),
+                                   "input_pos": round(float(base[1]), 5), "input_acc": round(float(base[2]), 5)}
+            tot.append(float(got[0]))
+        log.info("  ".join(msg))
+        return float(np.mean(tot))
+
+    tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         schedule="onecycle", onecycle_pct=0.05, grad_clip=0.0, seed=cfg.seed, device=device,
+                         channels_last=False, check_finite=False, eval_every=500, progress=False,
+                         desc=f"temporal {cfg.kind}")
+    trainer = Trainer(SeqLoss(model, cfg.accel_weight), lambda step: bt.draw(), tcfg, validate=validate)
+    trainer.fit()
     model.eval()
     return model, stats
 

@@ -33,7 +33,7 @@ class OrtBackend(Backend):
             entry may be ``(name, options_dict)``, e.g. ``("TensorrtExecutionProvider",
             {"trt_fp16_enable": True, "trt_engine_cache_enable": True})``.
         spin: allow idle worker threads to spin (faster single stream, but distorts timings of
-            other sessions in the same process; see DESIGN.md pitfalls).
+            other sessions in the same process; see docs/design.md pitfalls).
     """
 
     name = "ort"

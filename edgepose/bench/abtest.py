@@ -1,8 +1,8 @@
 """A/B mode: two cases timed run by run, interleaved, reported as per-pair ratios.
 
-On a shared, noisy machine two cases compare fairly only inside one run, interleaved (DESIGN.md
+On a shared, noisy machine two cases compare fairly only inside one run, interleaved (docs/design.md
 section 5). Both backends are opened once; onnxruntime sessions are opened with spinning
-disabled so the idle one does not steal cycles from the one being timed (DESIGN.md pitfalls).
+disabled so the idle one does not steal cycles from the one being timed (docs/design.md pitfalls).
 Each pair runs A then B on even pairs and B then A on odd ones, so drift and ordering effects
 cancel. The result is the ratio A/B per pair, its median and spread (IQR, min/max) and a 95 %
 bootstrap interval of the median.
@@ -37,7 +37,7 @@ def run_ab(ctx, a: Case, b: Case, *, pairs: int = 40) -> dict:
     from tqdm import tqdm
 
     from edgepose.bench.emulator import MEASURED
-    from edgepose.bench.runner import _open, _sample_image, latency_stats, make_feeds
+    from edgepose.bench.measure import _open, _sample_image, latency_stats, make_feeds
 
     if ctx.profile is not None:
         log.info("A/B ratios are measured on this host (not emulated): the ratio is what transfers")

@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from edgepose.bench.emulator import EMULATED, MEASURED, OpSample, emulate
+from edgepose.bench.measure import (PCTS, _open, _rss_mb, _sample_image, _sha, latency_stats,  # noqa: F401
+                                    make_feeds, time_backend)
 from edgepose.bench.suite import Case, Suite, expand
 from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "edgepose.bench/1"
-PCTS = (50, 90, 99)
 
 
 @dataclass
@@ -97,71 +96,6 @@ class Context:
         return self.profile.name if self.profile is not None else "host"
 
 
-def latency_stats(samples_ms) -> dict:
-    """p50/p90/p99/mean/std/min/max of a list of ms (numpy 'linear' percentiles)."""
-    a = np.asarray(samples_ms, dtype=np.float64)
-    out = {f"p{p}": float(np.percentile(a, p)) for p in PCTS}
-    out.update(mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
-               min=float(a.min()), max=float(a.max()), n=int(a.size))
-    return out
-
-
-def make_feeds(backend, *, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Inputs for ``backend``: a real photo resized to each NHWC image input when given, else a
-    seeded pattern; values in the range the dtype implies (uint8/int32 0-255, int8 -128..127,
-    float [0, 1])."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in backend.inputs:
-        shape = tuple(1 if d is None else int(d) for d in spec.shape)
-        if image is not None and len(shape) == 4 and shape[3] == 3:
-            px = cv2.resize(image, (shape[2], shape[1]), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
-        else:
-            px = rng.integers(0, 256, shape).astype(np.float32)
-        dt = np.dtype(spec.dtype)
-        if dt.kind == "f":
-            val = px / 255.0
-        elif dt == np.int8:
-            val = px - 128.0
-        else:
-            val = px
-        feeds[spec.name] = np.ascontiguousarray(val.reshape(shape).astype(dt))
-    return feeds
-
-
-def _rss_mb() -> float:
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-    except ImportError:  # the bench extra is missing: RSS left out, never guessed
-        return float("nan")
-
-
-def _open(case: Case, threads: int, *, spin: bool = True):
-    from edgepose.backends import open_backend
-
-    kw = {"spin": spin} if case.backend == "ort" else {}
-    return open_backend(case.path, backend=case.backend, num_threads=threads, **kw)
-
-
-def time_backend(backend, feeds, *, warmup: int, runs: int, progress: bool = False, desc: str = ""):
-    """Warm up, then time ``runs`` calls; returns (samples_ms, peak_rss_mb)."""
-    from tqdm import tqdm
-
-    for _ in range(warmup):
-        backend.run(feeds)
-    samples, peak = [], _rss_mb()
-    for _ in tqdm(range(runs), desc=desc, disable=not progress, leave=False, unit="run"):
-        t0 = time.perf_counter()
-        backend.run(feeds)
-        samples.append((time.perf_counter() - t0) * 1e3)
-        peak = max(peak, _rss_mb())
-    return samples, peak
-
-
 def _model_stats(ctx: Context, path: Path):
     from edgepose.bench.graphstats import model_stats
 
@@ -169,14 +103,6 @@ def _model_stats(ctx: Context, path: Path):
     if key not in ctx.stats_cache:
         ctx.stats_cache[key] = model_stats(path)
     return ctx.stats_cache[key]
-
-
-def _sha(ctx: Context, path: Path) -> str:
-    from edgepose.models import sha256_file
-
-    if str(path) not in ctx.sha_cache:
-        ctx.sha_cache[str(path)] = sha256_file(path)
-    return ctx.sha_cache[str(path)]
 
 
 #: Host threads of the run that feeds an emulation. One thread: on a shared machine a
@@ -307,24 +233,6 @@ def run_case(ctx: Context, case: Case) -> dict:
         if row["accuracy"]["status"] == "FAILED":
             row["status"] = "FAILED"
     return row
-
-
-_IMAGE: dict = {}
-
-
-def _sample_image(ctx: Context) -> np.ndarray | None:
-    """The tfjs single-person test photo from the assets, when present (inputs then look real)."""
-    if "img" not in _IMAGE:
-        _IMAGE["img"] = None
-        root = ctx.options.assets or os.environ.get("EDGEPOSE_ASSETS")
-        if root:
-            p = Path(root) / "data" / "tfjs_testdata" / "pose.jpg"
-            if p.is_file():
-                import cv2
-
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-                _IMAGE["img"] = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return _IMAGE["img"]
 
 
 def make_context(options: BenchOptions) -> Context:

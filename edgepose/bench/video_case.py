@@ -35,7 +35,7 @@ def run_video(ctx, spec, suite) -> dict:
     from tqdm import tqdm
 
     from edgepose.bench.emulator import MEASURED
-    from edgepose.bench.runner import _sha, latency_stats
+    from edgepose.bench.measure import _sha, latency_stats
     from edgepose.bench.suite import resolve_model
     from edgepose.estimator import EstimatorOptions, PoseEstimator, RunningMode
     from edgepose.video.sources import VideoFileSource

@@ -58,6 +58,8 @@ def add_arguments(p):
     p.add_argument("--val-images", metavar="DIR", help="image folder of --val-data (default: the JSON's folder)")
     p.add_argument("--no-student", action="store_true",
                    help="skip the pruned + distilled student (only the input model and its int8)")
+    p.add_argument("--no-int8-mixed", action="store_true",
+                   help="skip the mixed-precision int8 of the input model (saves the ~1 min sensitivity pass)")
     p.add_argument("--cache-dir", default="runs/cache", help="pseudo-label cache (default runs/cache)")
     p.add_argument("--importance", default="content", choices=["magnitude", "taylor", "content"])
     p.add_argument("--global-pruning", action="store_true",
@@ -69,7 +71,8 @@ def add_arguments(p):
     p.add_argument("--calibration", default="minmax", choices=["minmax", "percentile", "entropy"])
     p.add_argument("--int8-sensitivity", type=float, metavar="POINTS",
                    help="per-layer int8 sensitivity pass: keep the most sensitive convolutions float until "
-                        "the proxy PCK (held-out training crops) drops by at most POINTS")
+                        "the proxy PCK (teacher agreement on training crops, not the gate's held-out ones) drops "
+                        "by at most POINTS (the student's int8; the input model's mixed int8 uses 0.5)")
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite int8 candidates (litert-torch)")
     p.add_argument("--tflite-qat-steps", type=int, default=0, metavar="N",
                    help="int8 TFLite by quantisation-aware fine-tuning toward the float student's outputs "
@@ -180,6 +183,8 @@ def run(args) -> int:
             log.warning("--target-macs is ignored: the budget search chooses the pruning ratio")
     from edgepose.compression.pipeline import CompressConfig, compress
 
+    # onnxruntime.quantization logs this advice on the root logger once per quantisation (~80 times)
+    logging.getLogger().addFilter(lambda rec: not str(rec.msg).startswith("Please consider"))
     prune = {"importance": args.importance, "ratio": args.ratio, "global_pruning": args.global_pruning}
     if args.target_macs is not None:
         prune["target_macs"] = args.target_macs
@@ -190,7 +195,8 @@ def run(args) -> int:
                              quantize={"calibration": args.calibration}, evaluate=not args.no_eval,
                              baseline=args.baseline, threads=args.threads, device=args.device, budget=budget,
                              floor=args.floor, val_data=args.val_data, val_images=args.val_images,
-                             student=not args.no_student, sensitivity_gate=args.int8_sensitivity,
+                             student=not args.no_student, int8_mixed=not args.no_int8_mixed,
+                             sensitivity_gate=args.int8_sensitivity,
                              tflite=not args.no_tflite, tflite_qat_steps=args.tflite_qat_steps)
         rep = compress(cfg, progress=True)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,7 +1,7 @@
 """``edgepose eval``: accuracy on the evaluation sets (GT-box crops), one row per set + ALL + HARD.
 
 The data root (the folder holding coco_mini/ and mmpose_mini/) comes from ``--data-root`` or the
-environment variable ``EDGEPOSE_DATA``; in this project that is ``../shared/assets/data``.
+environment variable ``EDGEPOSE_DATA``; in this project that is ``$EDGEPOSE_ASSETS/data``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--model-dir", type=_args.existing_dir("model folder"), help="an extra folder to search for model files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--crop-convention", choices=("index", "centre"), default="index",
-                   help="pixel convention of the crops: 'index' (default) is the ASSETS.md "
+                   help="pixel convention of the crops: 'index' (default) is the $EDGEPOSE_ASSETS/ASSETS.md "
                    "protocol behind the reference numbers; 'centre' is the runtime's")
 
 

@@ -24,7 +24,7 @@ def add_arguments(p):
     p.add_argument("--cache-dir", default="runs/temporal_tracks",
                    help="cache of per-frame model tracks ('' to recompute)")
     p.add_argument("--assets", default=None, type=_args.existing_dir("assets folder"), help="shared assets folder (default: $EDGEPOSE_ASSETS "
-                   "or ../shared/assets)")
+                   "(edgepose.assets: $EDGEPOSE_ASSETS, default ../shared/assets in a checkout)")
     p.add_argument("--json", default=None, type=_args.output_file, help="also write the rows to this JSON file")
 
 

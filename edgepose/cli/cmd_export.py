@@ -13,11 +13,23 @@ HELP = "export a Triton/KServe model repository (triton) or a Neurosurgeon split
 def add_arguments(p):
     sub = p.add_subparsers(dest="format", metavar="FORMAT")
     sub.required = True
-    t = sub.add_parser("triton", help="config.pbtxt + 1/model.onnx for NVIDIA Triton / KServe")
+    t = sub.add_parser("triton", help="a model repository for NVIDIA Triton / KServe (config.pbtxt + 1/model.py or "
+                                      "1/model.onnx)")
     t.add_argument("--model", required=True, help="an ONNX MoveNet card, e.g. movenet-thunder-fp32")
     t.add_argument("--out", required=True, type=_args.output_dir, help="the model repository folder")
     t.add_argument("--name", help="served model name (default: the card name)")
     t.add_argument("--instances", type=_args.int_range(1, 64), default=1, help="Triton instance_group count")
+    t.add_argument("--backend", choices=("python", "onnxruntime"), default="python",
+                   help="python (default): Triton's Python backend running onnxruntime, the full pose contract "
+                        "(image_bytes BYTES [N] or image UINT8 [N,H,W,3] of any size), runs on the tritonserver of "
+                        "the Triton environment; onnxruntime: 1/model.onnx for Triton's onnxruntime backend (NGC "
+                        "images, GPU), image UINT8 [1,H,W,3] at the model's input size only")
+    t.add_argument("--max-batch", type=_args.int_range(1, 4096), default=16,
+                   help="python backend: crops per request (and per dynamic batch), 1-4096 (default 16)")
+    t.add_argument("--dynamic-batching", action="store_true",
+                   help="python backend: Triton's dynamic batcher on (image_bytes is then sent as [N, 1])")
+    t.add_argument("--threads", type=_args.int_range(0, 256), default=0,
+                   help="python backend: onnxruntime intra-op threads per instance (0: its default)")
     s = sub.add_parser("split", help="plan the best cut for a link and write head.onnx / tail.onnx")
     s.add_argument("--model", required=True, help="an ONNX card name or .onnx path")
     s.add_argument("--link", default="wifi", help="wifi, lte, 5g (presets) or a link of --profile")
@@ -35,9 +47,16 @@ def run(args) -> int:
     if args.format == "triton":
         from edgepose.server.triton import export_triton
 
-        r = export_triton(args.model, args.out, name=args.name, instances=args.instances)
-        print(f"wrote {r.model_dir} (config.pbtxt, 1/model.onnx; input image UINT8 [1,{r.input_size[1]},"
-              f"{r.input_size[0]},3], output keypoints FP32 [1,17,3]); max diff vs card {r.max_abs_diff_px:.2e} px")
+        r = export_triton(args.model, args.out, name=args.name, instances=args.instances, backend=args.backend,
+                          max_batch=args.max_batch, dynamic_batching=args.dynamic_batching, threads=args.threads)
+        if r.backend == "python":
+            print(f"wrote {r.model_dir} (config.pbtxt, 1/model.py, 1/pose.onnx; Triton Python backend: input "
+                  f"image_bytes BYTES [N{',1' if args.dynamic_batching else ''}] or image UINT8 [N,H,W,3], output "
+                  f"keypoints FP32 [N,17,3]); max diff vs card {r.max_abs_diff_px:.2e} px. Run it with the Triton "
+                  f"environment (python -m edgepose.server.triton_env setup)")
+        else:
+            print(f"wrote {r.model_dir} (config.pbtxt, 1/model.onnx; input image UINT8 [1,{r.input_size[1]},"
+                  f"{r.input_size[0]},3], output keypoints FP32 [1,17,3]); max diff vs card {r.max_abs_diff_px:.2e} px")
         return 0
     return _split(args)
 

@@ -2,7 +2,7 @@
 
 Every set yields :class:`Person` records: the image, the ground-truth keypoints mapped to
 COCO-17 through :data:`edgepose.types.FORMAT_TO_COCO17` (``v = 0`` where the format has no such
-joint), the person box and the evaluation crop. The protocol (ASSETS.md): crowd annotations are
+joint), the person box and the evaluation crop. The protocol ($EDGEPOSE_ASSETS/ASSETS.md): crowd annotations are
 skipped, and a person counts when at least :data:`MIN_LABELLED` of the 13
 :data:`~edgepose.types.SHARED13` joints are labelled (``v > 0``).
 
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Environment variable naming the evaluation data root (the folder with coco_mini/, mmpose_mini/).
 DATA_ENV = "EDGEPOSE_DATA"
-#: A person is evaluated when at least this many of the 13 shared joints are labelled (ASSETS.md).
+#: A person is evaluated when at least this many of the 13 shared joints are labelled ($EDGEPOSE_ASSETS/ASSETS.md).
 MIN_LABELLED = 6
-#: Crop side / longer box side of the evaluation crop (ASSETS.md: square 1.25 x the GT box).
+#: Crop side / longer box side of the evaluation crop ($EDGEPOSE_ASSETS/ASSETS.md: square 1.25 x the GT box).
 CROP_SCALE = 1.25
 #: MPII's ``scale`` is the person height in units of 200 px (the MPII convention).
 MPII_SCALE_PX = 200.0
@@ -231,7 +231,7 @@ for _spec in (
     register(_spec)
 del _spec
 
-#: Names of the hard slice (ASSETS.md: low light, occlusion, fast motion).
+#: Names of the hard slice ($EDGEPOSE_ASSETS/ASSETS.md: low light, occlusion, fast motion).
 HARD = tuple(s.name for s in _REGISTRY.values() if s.hard)
 #: Group names accepted wherever a list of datasets is: each expands to its members.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -288,7 +288,7 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
             raise ConfigError(
                 "no evaluation data root given: pass --data-root DIR (data_root=...) or set "
                 f"{DATA_ENV} to the folder holding coco_mini/ and mmpose_mini/ (in this project: "
-                "../shared/assets/data)"
+                "$EDGEPOSE_ASSETS/data)"
             )
         root, source = env, DATA_ENV
     path = Path(root).expanduser()

@@ -1,7 +1,7 @@
 """Pose accuracy metrics: PCK (torso / bbox normalised) on the 13 shared joints, OKS and OKS-AP.
 
 PCK is pure numpy. Scores are pooled: hits over labelled joints across all people, not a mean
-of per-person ratios (ASSETS.md protocol). OKS-AP runs pycocotools' ``COCOeval`` on ground truth
+of per-person ratios ($EDGEPOSE_ASSETS/ASSETS.md protocol). OKS-AP runs pycocotools' ``COCOeval`` on ground truth
 and detections built in memory (the ``eval`` extra).
 
 Shapes: ``pred`` (N, 17, 2) COCO-17 x, y; ``gt`` (N, 17, 3) x, y, v with v > 0 = labelled.

@@ -4,9 +4,10 @@ Each person is estimated on its ground-truth crop (:attr:`Person.roi`: square 1.
 MPII: its centre and scale), so the numbers measure the pose model, not a detector.
 
 Example:
+    >>> from edgepose.assets import assets_dir
     >>> from edgepose.models import load_model
     >>> with load_model("movenet-lightning-int8") as model:
-    ...     report = evaluate(model, root="../shared/assets/data")
+    ...     report = evaluate(model, root=assets_dir() / "data")
     >>> print(report.format_table())
 """
 
@@ -30,7 +31,7 @@ from edgepose.models.base import PoseModel
 log = logging.getLogger(__name__)
 
 #: Pixel convention of the evaluation crops: ``"index"`` (``cv2.warpAffine`` with the ROI matrix,
-#: pixel i at coordinate i) is the one behind ASSETS.md's reference numbers: it reproduces
+#: pixel i at coordinate i) is the one behind $EDGEPOSE_ASSETS/ASSETS.md's reference numbers: it reproduces
 #: Lightning fp32's 68.6 exactly, where the runtime's ``"centre"`` convention reads 67.7. The
 #: 161-person set moves by about 1 PCK with half a pixel of crop shift, so compare only numbers
 #: taken with the same convention (every report records it).
@@ -210,7 +211,7 @@ def predict(model: PoseModel, people: list[Person], *, progress: bool = True,
 def _check_crop(crop: str) -> None:
     if crop not in CROP_CONVENTIONS:
         raise ConfigError(f"crop convention {crop!r} is not one of {', '.join(CROP_CONVENTIONS)}; "
-                          f"use {PROTOCOL_CROP!r} (the ASSETS.md protocol) unless you are checking "
+                          f"use {PROTOCOL_CROP!r} (the $EDGEPOSE_ASSETS/ASSETS.md protocol) unless you are checking "
                           "the runtime's 'centre' crops")
 
 
@@ -222,7 +223,7 @@ def evaluate(model: PoseModel, *, datasets: str | list[str] | None = None,
     Args:
         model: an open model card (e.g. from :func:`edgepose.models.load_model`).
         datasets: dataset or group names (list or comma-separated string; groups ``coco_mini``
-            and ``hard``); None = every registered set (the 161 people of ASSETS.md).
+            and ``hard``); None = every registered set (the 161 people of $EDGEPOSE_ASSETS/ASSETS.md).
         root: the data root holding coco_mini/ and mmpose_mini/ (default ``$EDGEPOSE_DATA``).
         progress: show a tqdm progress bar on stderr.
         crop: the crops' pixel convention (:data:`PROTOCOL_CROP`, or ``"centre"``: the runtime's).

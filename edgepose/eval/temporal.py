@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.errors import EdgePoseError, unknown_name
+from edgepose.assets import ASSETS_ENV, AssetsNotFoundError, assets_dir
+from edgepose.errors import unknown_name
 from edgepose.types import KEYPOINT_NAMES, NUM_KEYPOINTS, to_coco17
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class Clip:
 
     Attributes:
         name: short name used in reports.
-        video: path relative to the shared assets folder.
+        video: path relative to the assets folder (:func:`edgepose.assets.assets_dir`).
         start, stop: frame range [start, stop) evaluated.
         reference: ``"tfjs-json"`` (pose_1.json), ``"blazepose33-json"`` (pose_squats) or a
             model card name whose per-frame track is the reference (teacher).
@@ -163,7 +164,7 @@ class Clip:
     reference_file: str = ""
 
 
-#: Evaluation clips of issue 7 (evaluation only; ASSETS.md).
+#: Evaluation clips of issue 7 (evaluation only; $EDGEPOSE_ASSETS/ASSETS.md).
 EVAL_CLIPS: dict[str, Clip] = {c.name: c for c in (
     Clip("pose_1", "data/tfjs_testdata/pose_1.mp4", 0, 120, "tfjs-json",
          "data/tfjs_testdata/pose_1.json"),
@@ -172,12 +173,6 @@ EVAL_CLIPS: dict[str, Clip] = {c.name: c for c in (
     Clip("body3d_eval", "data/mmpose_mini/demo_resources/body3d_demo.mp4", 299, 399,
          "movenet-thunder-fp32"),
 )}
-
-
-def default_assets_dir() -> Path:
-    """$EDGEPOSE_ASSETS, else ../shared/assets next to the current folder."""
-    env = os.environ.get("EDGEPOSE_ASSETS")
-    return Path(env) if env else Path.cwd().parent / "shared" / "assets"
 
 
 def load_reference_json(path: str | os.PathLike, fmt: str) -> np.ndarray:
@@ -200,7 +195,7 @@ def load_reference_json(path: str | os.PathLike, fmt: str) -> np.ndarray:
 def reference_track(clip: Clip, *, assets: str | os.PathLike | None = None,
                     cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """The (T, 17, 2) reference of ``clip``: its json, or the teacher model's per-frame track."""
-    root = Path(assets) if assets else default_assets_dir()
+    root = assets_dir(assets, check=False)
     if clip.reference.endswith("-json"):
         ref = load_reference_json(root / clip.reference_file, clip.reference)
         return ref[clip.start:clip.stop]
@@ -221,5 +216,6 @@ def get_clip(name: str) -> Clip:
 def check_assets(root: str | os.PathLike) -> Path:
     root = Path(root)
     if not (root / "data").is_dir():
-        raise EdgePoseError(f"shared assets not found at {root}; pass --assets or set EDGEPOSE_ASSETS")
+        raise AssetsNotFoundError(f"assets folder not found at {root} (no data/ in it); pass --assets "
+                                  f"or set {ASSETS_ENV}")
     return root

@@ -84,7 +84,7 @@ def load_reference(path: str | os.PathLike) -> ReferenceTrack:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"reference file {str(p)!r} not found; pass --reference with a JSON "
-                          "track such as ../shared/assets/data/tfjs_testdata/pose_1.json")
+                          "track such as $EDGEPOSE_ASSETS/data/tfjs_testdata/pose_1.json")
     with open(p) as fh:
         data = json.load(fh)
     if not isinstance(data, list):

@@ -90,7 +90,7 @@ def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 #: Pixel-coordinate conventions of :func:`crop`. ``"centre"`` (the runtime's): pixel i spans
 #: [i, i + 1], so the ROI's edges land on the crop's edges. ``"index"``: pixel i sits at
 #: coordinate i, i.e. ``cv2.warpAffine(frame, M)`` with the ROI matrix itself; crops are shifted
-#: by half a source pixel minus half a crop pixel. ASSETS.md's reference numbers were produced
+#: by half a source pixel minus half a crop pixel. $EDGEPOSE_ASSETS/ASSETS.md's reference numbers were produced
 #: with ``"index"`` (it reproduces Lightning fp32's 68.6 exactly; ``"centre"`` reads 67.7), so
 #: the evaluation protocol uses it.
 CROP_CONVENTIONS = ("centre", "index")

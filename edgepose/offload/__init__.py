@@ -1,14 +1,15 @@
-"""Cloud-edge offload: policy, latency budget, KServe V2 client, network emulation, split inference.
+"""Cloud-edge offload: policy, timing statistics, controllers, KServe V2 client, network emulation, split inference.
 
 Imports numpy and the stdlib only; OpenCV loads when the runtime encodes a crop, ``onnx`` when
 the split planner cuts a graph.
 """
 
-from edgepose.offload.budget import (BudgetTracker, KeyframeConfig, KeyframeController, LatencyStats,
-                                     OffloadControlConfig, OffloadRateController)
+from edgepose.offload.controllers import (KeyframeConfig, KeyframeController, OffloadControlConfig,
+                                          OffloadRateController)
 from edgepose.offload.client import Backoff, ClientOptions, OffloadClient, Pending, Reply, TokenBucket
 from edgepose.offload.netem import PRESETS, LinkSpec, NetworkEmulator, get_link, link_from_profile
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy, PolicyConfig, hard_frame_score
+from edgepose.offload.timing import BudgetTracker, LatencyStats
 
 
 def __getattr__(name):  # the runtime pulls in the estimator and OpenCV: load on use

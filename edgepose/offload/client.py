@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edgepose.offload.budget import LatencyStats
+from edgepose.offload.timing import LatencyStats
 from edgepose.offload.netem import NetworkEmulator
 from edgepose.server.protocol import HEADER_LENGTH, ProtocolError, decode_infer_response, encode_infer_request
 
@@ -45,7 +45,9 @@ class ClientOptions:
         burst: token-bucket depth: a short hard stretch may offload this many frames at once.
         late_grace_s: how long after its deadline an answer is still read (to count it, and to
             let a young late answer re-seed the tracker) before the connection is dropped.
-        backoff_base_s: first reconnect delay; doubles per failure (with seeded jitter).
+        backoff_base_s: first reconnect delay; doubles per failure (with seeded jitter). A 401 /
+            403 / 404 answer (wrong token or model name) backs off ``backoff_max_s`` at once; a
+            5xx backs off like a connection failure.
         backoff_max_s: longest reconnect delay.
         connect_timeout_s: TCP connect timeout.
         seed: seeds the backoff jitter.
@@ -335,7 +337,14 @@ class OffloadClient:
             self.backoff.fail(float(ra) if ra and ra.isdigit() else None)
             return Reply("busy", error=_message(data))
         if resp.status != 200:
-            log.warning("offload request rejected: HTTP %d %s", resp.status, _message(data))
+            if resp.status in _CONFIG_ERRORS:  # wrong token / model name: retrying at once cannot help
+                d = self.backoff.fail(self.options.backoff_max_s)
+            elif resp.status >= 500:  # the server is failing or cut the request off: ease off
+                d = self.backoff.fail()
+            else:  # this request was bad (400, 413): the next one may be fine
+                d = 0.0
+            log.warning("offload request rejected: HTTP %d %s%s", resp.status, _message(data),
+                        f"; next try in {d:.2f} s" if d else "")
             return Reply("error", error=f"HTTP {resp.status}: {_message(data)}")
         try:
             outputs, params = decode_infer_response(data, resp.getheader(HEADER_LENGTH))
@@ -367,6 +376,10 @@ class _NoDelayConnection(http.client.HTTPConnection):
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+
+
+#: answers that mean the client is misconfigured (token, model name): back off the longest delay
+_CONFIG_ERRORS = (401, 403, 404)
 
 
 def _message(data: bytes) -> str:

@@ -8,7 +8,7 @@ seed and the same sequence of message sizes give the same delays and losses.
 Built-in presets (a device profile's ``networks`` give per-device links:
 :func:`link_from_profile`):
 
-* ``wifi``: 11 Mbit/s up (the DESIGN.md measurement), 40 down, 8 ms RTT, 2 ms jitter, 0.5 % loss.
+* ``wifi``: 11 Mbit/s up (the docs/design.md measurement), 40 down, 8 ms RTT, 2 ms jitter, 0.5 % loss.
 * ``lte``: 5 Mbit/s up, 20 down, 50 ms RTT, 10 ms jitter, 1 % loss (a typical suburban cell).
 * ``5g``: 50 Mbit/s up, 200 down, 15 ms RTT, 4 ms jitter, 0.2 % loss.
 * ``loopback``: no added delay (the real loopback socket only).

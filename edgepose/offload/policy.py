@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepose.offload.budget import LatencyStats
+from edgepose.offload.timing import LatencyStats
 from edgepose.offload.netem import LinkSpec
 
 
@@ -33,7 +33,7 @@ class PolicyConfig:
             running quantiles of the recent hard-frame scores, so the rate holds on easy and on
             hard clips alike; ``threshold`` uses the fixed ``enter`` / ``leave`` scores.
         target_rate: ``rate`` mode: share of keyframes to offload. 0.05 was chosen on seven
-            training clips (benchmarks/results/offload_calibration.md: body3d_demo 0-298, vtest
+            training clips (docs/research-notes.md O1: body3d_demo 0-298, vtest
             0-599, five train_extra clips; teacher labels; answers on time): it gained as much
             as 0.10 and 0.15 (Lightning int8: 88.3 -> 89.9 / 88.9 / 88.9 % of the teacher's PCK)
             for half the traffic.

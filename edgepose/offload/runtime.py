@@ -28,8 +28,10 @@ is counted and refreshes the network estimate (re-seeding from it is optional, o
 ``deadline_met`` (arrival to release within ``budget_ms``) and feeds the budget tracker, the
 keyframe controller and the offload-rate controller (crop size and rate, from the on-time share).
 
-The tracker hook: :func:`reseed_estimator` calls ``PoseEstimator.reseed(keypoints, scores,
-image_size)`` (falling back to setting the private ``_roi`` on an estimator without it).
+The tracker hook (:mod:`edgepose.offload.answers`): :func:`reseed_estimator` calls
+``PoseEstimator.reseed(keypoints, scores, image_size)``. Options: :class:`RuntimeOptions`
+(:mod:`edgepose.offload.runtime_options`); statistics and controllers:
+:mod:`edgepose.offload.timing`, :mod:`edgepose.offload.controllers`.
 
 Identity: with ``EstimatorOptions(person_selection="nearest")`` an answer whose pose is of another
 person than the one the tracker follows (``PoseEstimator.is_other_person``; e.g. the acquisition's
@@ -43,93 +45,24 @@ import collections
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgepose._optional import require
 from edgepose.errors import EdgePoseError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
-from edgepose.offload.budget import (BudgetTracker, KeyframeConfig, KeyframeController, LatencyStats,
-                                     OffloadControlConfig, OffloadRateController)
+from edgepose.offload.answers import cloud_pose, copy_pose, other_person, reseed_estimator, trace_row
 from edgepose.offload.client import ClientOptions, OffloadClient, Pending
-from edgepose.offload.netem import LinkSpec, NetworkEmulator, get_link
-from edgepose.offload.policy import NetworkEstimate, OffloadPolicy, PolicyConfig
+from edgepose.offload.controllers import KeyframeController, OffloadRateController
+from edgepose.offload.netem import LinkSpec, get_link
+from edgepose.offload.policy import NetworkEstimate, OffloadPolicy
+from edgepose.offload.runtime_options import RuntimeOptions
+from edgepose.offload.timing import BudgetTracker, LatencyStats
 from edgepose.server.served import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
 
 log = logging.getLogger(__name__)
-
-_PROPAGATE = ("hold", "velocity")
-
-
-@dataclass
-class RuntimeOptions:
-    """Options of :class:`CloudEdgeRuntime`.
-
-    Attributes:
-        budget_ms: per-frame latency budget, arrival to result. 66.7 = the rpi4 profile's
-            15 fps frame budget; pass ``profile.frame_budget.frame_ms`` for another device.
-        result_delay_ms: the declared result delay: how long after its arrival an offloaded
-            frame's result may be held for the cloud answer. None = as long as the budget allows
-            (``budget_ms - margin_ms - p99 of the per-frame processing time``, re-measured as it
-            runs); a number is further capped by that; 0 = never hold (answers only re-seed).
-        jpeg_quality: JPEG quality of the crop; 90 keeps a 256 px crop near 10-16 KB.
-        late_reseed_ms: a late answer for a frame at most this old (media time) still
-            re-seeds the tracker. 0 (off): on the seven training clips of
-            benchmarks/results/offload_calibration.md, re-seeding from answers 2 frames late
-            left Lightning int8 below no offloading at all (88.0 vs 88.3 % of the teacher's
-            PCK; on-time answers: 88.9) -- the stale pose pulls the crop back (vtest: -4 points).
-        propagate: between keyframes, ``hold`` repeats the last pose, ``velocity`` extrapolates
-            it from the last two keyframes (damped by half).
-        early_offload: while the policy is in a hard stretch (its state after the previous
-            keyframe), send the keyframe's crop (the tracker's ROI for it) before the edge model
-            runs, so the answer has the edge time more to arrive in; a keyframe that starts a hard
-            stretch is sent after its edge pose is scored. False: always after (crop from the
-            frame's own edge pose). Timing-free on training clips (benchmarks/results/
-            offload_calibration.md, ``send`` column) the early crop did not cost accuracy.
-        keyframes: :class:`KeyframeConfig` of the keyframe-interval controller.
-        policy: :class:`PolicyConfig` of the offload policy.
-        control: :class:`OffloadControlConfig` of the offload crop-size / rate controller.
-    """
-
-    budget_ms: float = 1000.0 / 15.0
-    result_delay_ms: float | None = None
-    jpeg_quality: int = 90
-    late_reseed_ms: float = 0.0
-    propagate: str = "hold"
-    early_offload: bool = True
-    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    control: OffloadControlConfig = field(default_factory=OffloadControlConfig)
-
-    def __post_init__(self):
-        if not self.budget_ms > 0:
-            raise ValueError(f"RuntimeOptions.budget_ms must be > 0, got {self.budget_ms!r}")
-        if self.result_delay_ms is not None and not 0 <= self.result_delay_ms < self.budget_ms:
-            raise ValueError(f"RuntimeOptions.result_delay_ms must be None or in [0, budget_ms={self.budget_ms:g}), "
-                             f"got {self.result_delay_ms!r}; a result held longer than the budget misses it")
-        if not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"RuntimeOptions.jpeg_quality must be an int in [1, 100], got {self.jpeg_quality!r}")
-        if not self.late_reseed_ms >= 0:
-            raise ValueError(f"RuntimeOptions.late_reseed_ms must be >= 0, got {self.late_reseed_ms!r}")
-        if self.propagate not in _PROPAGATE:
-            raise ValueError(f"RuntimeOptions.propagate {self.propagate!r} is not one of {', '.join(_PROPAGATE)}")
-
-
-def reseed_estimator(estimator, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> None:
-    """Make the estimator's next crop follow ``keypoints`` (frame px, COCO-17).
-
-    The estimator may refuse a pose of another person (``person_selection="nearest"``).
-    """
-    estimator.reseed(keypoints, scores, image_size)
-
-
-def other_person(estimator, keypoints: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> bool:
-    """Whether the estimator's identity guard takes ``keypoints`` for someone else (False without one)."""
-    check = getattr(estimator, "is_other_person", None)
-    return bool(check(keypoints, scores, image_size)) if check is not None else False
-
 
 @dataclass
 class _Held:
@@ -161,6 +94,9 @@ class CloudEdgeRuntime:
         if estimator.options.running_mode != RunningMode.VIDEO:
             raise ValueError("CloudEdgeRuntime.estimator must be in video mode; create it with "
                              "EstimatorOptions(running_mode='video')")
+        if getattr(estimator, "delay", 0):
+            raise ValueError(f"CloudEdgeRuntime needs an estimator whose results are not delayed; its smoother "
+                             f"declares {estimator.delay} frames: use a zero-delay smoother (e.g. 'one_euro')")
         self.estimator = estimator
         self.client = client
         self.options = options or RuntimeOptions()
@@ -213,34 +149,11 @@ class CloudEdgeRuntime:
             estimator_options: the edge :class:`~edgepose.EstimatorOptions` (video mode; default
                 ``EstimatorOptions(running_mode="video")``), e.g. ``person_selection="nearest"``.
         """
-        from edgepose.estimator import EstimatorOptions, PoseEstimator
-        from edgepose.server.app import PoseServer
+        from edgepose.offload.factory import build_runtime
 
-        if profile is not None and isinstance(profile, str):
-            from edgepose.profiles import load_profile
-
-            profile = load_profile(profile)
-        spec = link if isinstance(link, LinkSpec) else get_link(link, profile)
-        if options is None and profile is not None:
-            options = RuntimeOptions(budget_ms=profile.frame_budget.frame_ms)
-        est = PoseEstimator(edge_model, options=estimator_options or EstimatorOptions(running_mode="video"),
-                            num_threads=num_threads)
-        owned: list = []
-        client = None
-        if server is not None and spec.available:
-            name, sep, path = teacher.partition("=")
-            if not (sep and name and path):
-                name, path = teacher, teacher
-            if server == "embedded":
-                srv = PoseServer.embedded(path, num_threads=server_threads or num_threads, name=name)
-                owned.append(srv)
-                server = srv.url
-            copts = client_options or ClientOptions(model=name, seed=seed)
-            emu = NetworkEmulator(spec, seed=seed) if spec.name != "loopback" or spec.rtt_ms else None
-            client = OffloadClient(server, options=copts, emulator=emu)
-        rt = cls(est, client=client, link=spec, options=options)
-        rt._owned = owned
-        return rt
+        return build_runtime(cls, edge_model, server=server, teacher=teacher, link=link, profile=profile, seed=seed,
+                             options=options, client_options=client_options, num_threads=num_threads,
+                             server_threads=server_threads, estimator_options=estimator_options)
 
     # -- driving it ----------------------------------------------------------------------------
     def push(self, image: np.ndarray, timestamp_ms: int, *, arrival_s: float | None = None) -> list[PoseResult]:
@@ -489,29 +402,23 @@ class CloudEdgeRuntime:
         return out
 
     def _cloud_result(self, out: np.ndarray, m: np.ndarray, edge: PoseResult) -> PoseResult | None:
-        size = edge.image_size
-        scores = out[:, 2].astype(np.float32)
-        if float(scores.mean()) < self.estimator.options.min_pose_score:
-            return None
-        kps = apply_affine(invert_affine(m), out[:, :2]).astype(np.float32)
-        if other_person(self.estimator, kps, scores, size):
+        pose, other = cloud_pose(self.estimator, out, m, edge.image_size)
+        if other:
             self.identity_rejects += 1  # another person than the tracked one: keep the edge pose
+        if pose is None:
             return None
-        ok = scores > 0.2
-        box = (tuple(float(v) for v in (*kps[ok].min(0), *kps[ok].max(0))) if ok.sum() >= 2
-               else (0.0, 0.0, float(size[0]), float(size[1])))
-        reseed_estimator(self.estimator, kps, scores, size)
-        pose = Pose(kps, scores, box, float(scores.mean()), track_id=0)
-        return PoseResult([pose], edge.timestamp_ms, edge.frame_index, size, Source.CLOUD, dict(edge.timings_ms))
+        reseed_estimator(self.estimator, pose.keypoints, pose.scores, edge.image_size)
+        return PoseResult([pose], edge.timestamp_ms, edge.frame_index, edge.image_size, Source.CLOUD,
+                          dict(edge.timings_ms))
 
     def _propagate_cloud(self, src: int, cloud: PoseResult) -> None:
         """Frames propagated from a keyframe that got a cloud answer carry the cloud pose."""
         for h in self._held:
             if h.src == src and not h.keyframe:
-                h.result.poses = [_copy_pose(p) for p in cloud.poses]
+                h.result.poses = [copy_pose(p) for p in cloud.poses]
                 self.cloud_propagated += 1
         if self._last_src == src and self._last is not None and self._last.frame_index != cloud.frame_index:
-            self._last.poses = [_copy_pose(p) for p in cloud.poses]
+            self._last.poses = [copy_pose(p) for p in cloud.poses]
         elif self._last_src == src:
             self._last = cloud
 
@@ -534,18 +441,7 @@ class CloudEdgeRuntime:
         emulated uplink, real HTTP exchange (holds ``server``: the server's own time, of which
         ``infer`` is the model), emulated downlink; ``queue``: waited for a client worker.
         """
-        out = []
-        for idx, arr, due, rel, p in self._trace:
-            r = p.reply
-            row = {"frame": idx, "submit": round((p.t_submit - arr) * 1e3, 1), "due": round((due - arr) * 1e3, 1),
-                   "released": round((rel - arr) * 1e3, 1),
-                   "answer": None if p.t_done is None else round((p.t_done - arr) * 1e3, 1),
-                   "status": None if r is None else r.status, "used": p.consumed}
-            if r is not None:
-                row.update({k: round(getattr(r, k), 1) for k in ("queue_ms", "up_ms", "http_ms", "server_ms",
-                                                                  "infer_ms", "down_ms")})
-            out.append(row)
-        return out
+        return [trace_row(*t) for t in self._trace]
 
     # ------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -582,7 +478,3 @@ class CloudEdgeRuntime:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _copy_pose(p: Pose) -> Pose:
-    return Pose(p.keypoints.copy(), p.scores.copy(), p.box, p.score, sigma=p.sigma, track_id=p.track_id)

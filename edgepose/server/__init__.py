@@ -5,7 +5,7 @@ load when a model is served.
 """
 
 from edgepose.server.app import PoseServer, ServerOptions
-from edgepose.server.protocol import ProtocolError
+from edgepose.server.protocol import DeadlineExceededError, ProtocolError
 from edgepose.server.served import IMAGE, IMAGE_BYTES, KEYPOINTS, OnnxServedModel, PoseServedModel, ServedModel
 
 
@@ -17,5 +17,5 @@ def __getattr__(name):  # the export needs the onnx package: load it on use
     raise AttributeError(f"module 'edgepose.server' has no attribute {name!r}")
 
 
-__all__ = ["PoseServer", "ServerOptions", "ProtocolError", "ServedModel", "PoseServedModel", "OnnxServedModel",
-           "IMAGE", "IMAGE_BYTES", "KEYPOINTS", "export_triton", "TritonExport"]
+__all__ = ["PoseServer", "ServerOptions", "ProtocolError", "DeadlineExceededError", "ServedModel", "PoseServedModel",
+           "OnnxServedModel", "IMAGE", "IMAGE_BYTES", "KEYPOINTS", "export_triton", "TritonExport"]

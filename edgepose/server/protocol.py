@@ -46,6 +46,24 @@ class ProtocolError(EdgePoseError, ValueError):
         self.status = status
 
 
+class DeadlineExceededError(ProtocolError):
+    """The request's ``deadline_ms`` passed while its batch was running: the rest was cut off (HTTP 504)."""
+
+    def __init__(self, message: str, status: int = 504):
+        super().__init__(message, status)
+
+
+def _loads(text: bytes, what: str, status: int = 400):
+    """``json.loads`` whose failures (bad JSON, nesting deep enough to hit the recursion limit)
+    are a :class:`ProtocolError`, never a RecursionError / 500."""
+    try:
+        return json.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise ProtocolError(f"{what} is nested too deeply", status=status) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {exc}", status=status) from None
+
+
 @dataclass
 class InferRequest:
     """A parsed inference request.
@@ -141,6 +159,8 @@ def _from_json_data(data, dtype_name: str, shape: tuple[int, ...], name: str) ->
     dt = DATATYPES[dtype_name]
     ok = (lambda v: isinstance(v, bool)) if dtype_name == "BOOL" else (
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    if dt.kind == "f":  # JSON has no NaN / Infinity: a non-finite float travels as null
+        ok = (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
     if not all(ok(v) for v in flat):
         raise ProtocolError(f"input {name!r}: 'data' holds a value that is not a {dtype_name} number")
     try:
@@ -175,10 +195,7 @@ def parse_infer_request(body: bytes, header_length: str | int | None) -> InferRe
             raise ProtocolError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
         if not 0 <= hlen <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} {hlen} is outside the body of {len(body)} bytes")
-    try:
-        head = json.loads(body[:hlen].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"request header is not valid JSON: {exc}") from None
+    head = _loads(body[:hlen], "request header")
     if not isinstance(head, dict):
         raise ProtocolError(f"request JSON must be an object, got {type(head).__name__}")
     params = head.get("parameters", {})
@@ -256,7 +273,10 @@ def parse_infer_request(body: bytes, header_length: str | int | None) -> InferRe
 def _json_safe(arr: np.ndarray) -> list:
     if arr.dtype == object:
         return [b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)]
-    return arr.reshape(-1).tolist()
+    flat = arr.reshape(-1)
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():  # NaN / Infinity are not JSON: null
+        return [v if math.isfinite(v) else None for v in flat.tolist()]
+    return flat.tolist()
 
 
 def encode_tensors(tensors: dict[str, np.ndarray], binary: dict[str, bool] | bool,
@@ -292,11 +312,18 @@ def encode_infer_response(model: str, version: str, outputs: dict[str, np.ndarra
     if parameters:
         head["parameters"] = parameters
     head.update(part)
-    jb = json.dumps(head).encode("utf-8")
+    jb = _dumps(head)
     headers = {"Content-Type": "application/json"}
     if tail:
         headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(jb))}
     return jb + tail, headers
+
+
+def _dumps(obj) -> bytes:
+    try:
+        return json.dumps(obj, allow_nan=False).encode("utf-8")
+    except ValueError as exc:  # a NaN in a parameter: never send invalid JSON
+        raise ProtocolError(f"cannot encode as JSON: {exc}", status=500) from None
 
 
 def encode_infer_request(inputs: dict[str, np.ndarray], *, parameters: dict[str, Any] | None = None,
@@ -329,10 +356,7 @@ def decode_infer_response(body: bytes, header_length: str | int | None
 def parse_infer_request_outputs(body: bytes, header_length) -> InferRequest:
     """Parse a response by reusing the request parser on its ``outputs`` list."""
     hlen = len(body) if header_length is None else int(header_length)
-    try:
-        head = json.loads(body[:hlen].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"response header is not valid JSON: {exc}", status=502) from None
+    head = _loads(body[:hlen], "response header", status=502)
     if not isinstance(head, dict) or "outputs" not in head:
         raise ProtocolError(f"response has no 'outputs': {str(head)[:200]}", status=502)
     fake = dict(head, inputs=head["outputs"])

@@ -7,14 +7,17 @@ dynamic axis) and implements ``infer(inputs, parameters) -> outputs``. Validatio
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import numpy as np
 
 from edgepose._optional import require
-from edgepose.server.protocol import ProtocolError, v2_datatype
+from edgepose.server.protocol import DeadlineExceededError, ProtocolError, v2_datatype
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,35 @@ class ServedModel:
 
     def close(self) -> None:
         pass
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("edgepose_request_deadline", default=None)
+
+
+@contextlib.contextmanager
+def request_deadline(deadline: float | None) -> Iterator[None]:
+    """Within the block, :func:`current_deadline` is ``deadline`` (a ``time.perf_counter()``
+    value, None: none). The server wraps ``model.infer`` in it; a model that runs a batch in
+    parts checks it between parts (:func:`check_deadline`) and is cut off with a 504."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The deadline of the request being served in this thread (None: none)."""
+    return _DEADLINE.get()
+
+
+def check_deadline(done: int, total: int) -> None:
+    """Raise :class:`DeadlineExceededError` (HTTP 504) when the request's deadline has passed
+    after ``done`` of ``total`` batch items."""
+    deadline = current_deadline()
+    if deadline is not None and time.perf_counter() > deadline:
+        raise DeadlineExceededError(f"deadline_ms passed after {done} of {total} batch items; the rest were "
+                                    "not run (send fewer items per request or a longer deadline_ms)")
 
 
 def _decode_images(arr: np.ndarray) -> list[np.ndarray]:
@@ -111,6 +143,7 @@ class PoseServedModel(ServedModel):
             self.infer({IMAGE_BYTES: jpg}, {})
 
     def infer(self, inputs, parameters):
+        """Checks the request deadline between crops: a batch that outlives it is cut off (504)."""
         from edgepose.models._crop import Roi
 
         unknown = sorted(set(inputs) - {IMAGE, IMAGE_BYTES})
@@ -131,9 +164,12 @@ class PoseServedModel(ServedModel):
                 raise ProtocolError(f"input {IMAGE!r} must be UINT8 [N, H, W, 3] with N >= 1, got "
                                     f"{v2_datatype(arr.dtype)} {list(arr.shape)}")
             images, name = list(arr), IMAGE
-        out = np.zeros((len(images), 17, 3), dtype=np.float32)
         for i, img in enumerate(images):
             _check_image(img, name, i)
+        out = np.zeros((len(images), 17, 3), dtype=np.float32)
+        for i, img in enumerate(images):
+            if i:
+                check_deadline(i, len(images))
             img = np.ascontiguousarray(img)
             roi = Roi.full_frame(img.shape[1], img.shape[0])
             if self._lock is None:
@@ -162,6 +198,8 @@ class OnnxServedModel(ServedModel):
     """
 
     platform = "onnxruntime_onnx"
+    #: with a deadline, a batch on a dynamic dimension 0 runs in parts of this many items
+    deadline_chunk = 4
 
     def __init__(self, path, *, name: str, num_threads: int | None = None):
         from edgepose.backends.ort import OrtBackend
@@ -180,13 +218,25 @@ class OnnxServedModel(ServedModel):
         return [self._spec(s) for s in self.backend.outputs]
 
     def infer(self, inputs, parameters):
+        """Under a request deadline, a batch on a dynamic dimension 0 runs in parts of
+        ``deadline_chunk`` items, the deadline checked between parts (504 when it passes)."""
         from edgepose.errors import InputSpecError
 
         try:
             self.backend.check_feeds(inputs)
         except InputSpecError as exc:
             raise ProtocolError(str(exc)) from None
-        return self.backend.run(inputs)
+        sizes = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
+        n = next(iter(sizes)) if len(sizes) == 1 else -1
+        dynamic = all(s.shape and s.shape[0] is None for s in self.backend.inputs)
+        if current_deadline() is None or not dynamic or n <= self.deadline_chunk:
+            return self.backend.run(inputs)
+        parts = []
+        for i in range(0, n, self.deadline_chunk):
+            if i:
+                check_deadline(i, n)
+            parts.append(self.backend.run({k: v[i:i + self.deadline_chunk] for k, v in inputs.items()}))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def close(self):
         self.backend.close()

@@ -1,16 +1,26 @@
-"""Export a Triton / KServe model repository: ``<out>/<name>/config.pbtxt`` + ``1/model.onnx``.
+"""Export a Triton / KServe model repository for a MoveNet model card, in one of two backends.
 
-The exported graph speaks the pose contract's UINT8 path, so one client talks to the embedded
-server and to Triton alike: ``image`` UINT8 [1, H, W, 3] (the person crop at the model's input
-size) -> ``keypoints`` FP32 [1, 17, 3] (x, y in crop pixels, score). It is the model card's ONNX
-file with a Cast in front and the MoveNet decode (y, x, score normalised -> x, y pixels) behind,
-checked with ``onnx.checker`` and against the card on a real image before it is written.
+``backend="python"`` (the default: the one the ``tritonserver`` of ``nvidia-pytriton`` runs, see
+:mod:`edgepose.server.triton_env`) writes ``<out>/<name>/config.pbtxt`` + ``1/model.py`` (the
+Triton Python backend :mod:`edgepose.server.triton_model`) + ``1/pose.onnx`` (the card's graph,
+unchanged). It serves the full pose contract of ``edgepose serve``: ``image_bytes`` BYTES [N] or
+``image`` UINT8 [N, H, W, 3] (any crop size) -> ``keypoints`` FP32 [N, 17, 3], with dynamic
+batching (``max_batch_size`` crops per request).
+
+``backend="onnxruntime"`` writes ``config.pbtxt`` + ``1/model.onnx`` for Triton's onnxruntime
+backend (NGC Triton images, GPU): the card's graph with a Cast in front and the MoveNet decode
+behind, on the UINT8 path only: ``image`` UINT8 [1, H, W, 3] (the crop already at the model's
+input size) -> ``keypoints`` FP32 [1, 17, 3].
+
+Either export is checked against the card on a real image before it is reported.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +35,8 @@ log = logging.getLogger(__name__)
 EXPORT_TOLERANCE_PX = 1e-2
 
 _TRITON_TYPES = {np.dtype(np.uint8): "TYPE_UINT8", np.dtype(np.float32): "TYPE_FP32"}
+#: Export backends: Triton's Python backend (onnxruntime inside, full contract) or its onnxruntime one.
+BACKENDS = ("python", "onnxruntime")
 
 
 @dataclass
@@ -34,9 +46,10 @@ class TritonExport:
     Attributes:
         repository: the model repository folder (point ``tritonserver --model-repository`` at it).
         model_dir: ``repository/name``.
-        onnx_path: ``model_dir/1/model.onnx``.
-        input_size: (w, h) of the ``image`` input.
+        onnx_path: ``model_dir/1/model.onnx`` (onnxruntime) or ``model_dir/1/pose.onnx`` (python).
+        input_size: (w, h) of the model input.
         max_abs_diff_px: measured difference from the model card on the check image.
+        backend: ``"python"`` or ``"onnxruntime"``.
     """
 
     repository: Path
@@ -44,6 +57,7 @@ class TritonExport:
     onnx_path: Path
     input_size: tuple[int, int]
     max_abs_diff_px: float
+    backend: str = "onnxruntime"
 
 
 def config_pbtxt(name: str, input_size: tuple[int, int], *, instances: int = 1) -> str:
@@ -57,6 +71,56 @@ def config_pbtxt(name: str, input_size: tuple[int, int], *, instances: int = 1) 
         'output [\n  {\n    name: "keypoints"\n    data_type: TYPE_FP32\n    dims: [ 1, 17, 3 ]\n  }\n]\n'
         f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_CPU\n  }}\n]\n"
     )
+
+
+def python_config_pbtxt(name: str, *, instances: int = 1, max_batch: int = 16, dynamic_batching: bool = False,
+                        queue_delay_us: int = 2000, threads: int = 0) -> str:
+    """The ``config.pbtxt`` of the Python-backend export.
+
+    Default (``dynamic_batching=False``): ``max_batch_size: 0``, so the tensors are exactly the
+    pose contract of ``edgepose serve`` (``image_bytes`` BYTES [N], what the offload client
+    sends); ``model.py`` refuses more than ``max_batch`` crops per request.
+
+    ``dynamic_batching=True``: ``max_batch_size: max_batch`` and Triton's dynamic batcher hands
+    ``model.py`` the requests that arrive within ``queue_delay_us`` together (crops of any size:
+    ``allow_ragged_batch``). Triton then requires a batch dimension in front of every input, so
+    ``image_bytes`` must be sent as [N, 1] (the embedded server accepts [N, 1] too); ``image``
+    stays [N, H, W, 3].
+    """
+    head = f'name: "{name}"\nbackend: "python"\n'
+    if dynamic_batching:
+        head += f"max_batch_size: {max_batch}\n"
+        inputs = ('  {\n    name: "image_bytes"\n    data_type: TYPE_STRING\n    dims: [ 1 ]\n'
+                  "    optional: true\n    allow_ragged_batch: true\n  },\n"
+                  '  {\n    name: "image"\n    data_type: TYPE_UINT8\n    dims: [ -1, -1, 3 ]\n'
+                  "    optional: true\n    allow_ragged_batch: true\n  }\n")
+        out_dims = "[ 17, 3 ]"
+        tail = f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
+    else:
+        head += "max_batch_size: 0\n"
+        inputs = ('  {\n    name: "image_bytes"\n    data_type: TYPE_STRING\n    dims: [ -1 ]\n    optional: true\n  },\n'
+                  '  {\n    name: "image"\n    data_type: TYPE_UINT8\n    dims: [ -1, -1, -1, 3 ]\n    optional: true\n  }\n')
+        out_dims = "[ -1, 17, 3 ]"
+        tail = ""
+    return (
+        head + "input [\n" + inputs + "]\n"
+        + f'output [\n  {{\n    name: "keypoints"\n    data_type: TYPE_FP32\n    dims: {out_dims}\n  }}\n]\n'
+        + tail
+        + f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_CPU\n  }}\n]\n"
+        + "parameters [\n"
+        + f'  {{\n    key: "intra_op_threads"\n    value: {{ string_value: "{threads}" }}\n  }},\n'
+        + f'  {{\n    key: "max_crops"\n    value: {{ string_value: "{max_batch}" }}\n  }}\n'
+        + "]\n"
+    )
+
+
+def load_python_model(model_dir: str | os.PathLike, threads: int = 1):
+    """The exported ``1/model.py``'s :class:`~edgepose.server.triton_model.Pose`, run here (no Triton)."""
+    path = Path(model_dir) / "1" / "model.py"
+    spec = importlib.util.spec_from_file_location(f"edgepose_triton_model_{abs(hash(str(path)))}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.Pose(os.fspath(Path(model_dir) / "1" / "pose.onnx"), threads)
 
 
 def wrap_movenet(src: str | os.PathLike):
@@ -96,7 +160,9 @@ def wrap_movenet(src: str | os.PathLike):
 
 
 def export_triton(model: str, out_dir: str | os.PathLike, *, name: str | None = None,
-                  check_image: np.ndarray | None = None, instances: int = 1) -> TritonExport:
+                  check_image: np.ndarray | None = None, instances: int = 1, backend: str = "python",
+                  max_batch: int = 16, dynamic_batching: bool = False, queue_delay_us: int = 2000,
+                  threads: int = 0) -> TritonExport:
     """Write a Triton model repository for a MoveNet model card and verify it.
 
     Args:
@@ -105,12 +171,20 @@ def export_triton(model: str, out_dir: str | os.PathLike, *, name: str | None = 
         name: the served model name (default: the card name).
         check_image: an RGB image to verify on (default: a seeded synthetic image).
         instances: Triton ``instance_group`` count.
+        backend: ``"python"`` (Triton Python backend: full pose contract, dynamic batching) or
+            ``"onnxruntime"`` (Triton's onnxruntime backend: UINT8 [1, H, W, 3] at the model size).
+        max_batch: python backend: most crops per request (and per dynamic batch).
+        dynamic_batching: python backend: Triton's dynamic batcher on (``image_bytes`` is then
+            sent as [N, 1]; see :func:`python_config_pbtxt`).
+        queue_delay_us: python backend: how long the dynamic batcher waits to fill a batch.
+        threads: python backend: onnxruntime intra-op threads per instance (0: onnxruntime's default).
 
     Raises:
-        EdgePoseError: the card is not an ONNX MoveNet model, or the export disagrees with the
-            card by more than :data:`EXPORT_TOLERANCE_PX`.
+        EdgePoseError: unknown backend, the card is not an ONNX MoveNet model, or the export
+            disagrees with the card by more than :data:`EXPORT_TOLERANCE_PX`.
     """
-    onnx = require("onnx", "compress", package="onnx")
+    if backend not in BACKENDS:
+        raise EdgePoseError(f"unknown Triton backend {backend!r}; valid: {', '.join(BACKENDS)}")
     from edgepose.models import load_model
     from edgepose.models._crop import Roi, crop
 
@@ -119,17 +193,24 @@ def export_triton(model: str, out_dir: str | os.PathLike, *, name: str | None = 
         path = card.backend.model_path
         if not path.endswith(".onnx") or "movenet" not in card.name:
             raise EdgePoseError(f"Triton export supports ONNX MoveNet cards (movenet-lightning-fp32, "
-                                f"movenet-thunder-fp32); {model!r} is {card.name!r} ({os.path.basename(path)})")
-        wrapped, (w, h) = wrap_movenet(path)
+                                f"movenet-thunder-fp32, movenet-lightning-int8-onnx); {model!r} is {card.name!r} "
+                                f"({os.path.basename(path)})")
         name = name or card.name
         repo = Path(out_dir)
         mdir = repo / name
-        (mdir / "1").mkdir(parents=True, exist_ok=True)
+        if mdir.is_dir():
+            shutil.rmtree(mdir)
+        (mdir / "1").mkdir(parents=True)
+        img = check_image if check_image is not None else np.random.default_rng(0).integers(
+            0, 256, (card.input_size[1], card.input_size[0], 3), dtype=np.uint8)
+        if backend == "python":
+            return _export_python(card, path, mdir, img, instances=instances, max_batch=max_batch,
+                                  dynamic_batching=dynamic_batching, queue_delay_us=queue_delay_us, threads=threads)
+        onnx = require("onnx", "server", package="onnx")
+        wrapped, (w, h) = wrap_movenet(path)
         onnx_path = mdir / "1" / "model.onnx"
         onnx.save(wrapped, os.fspath(onnx_path))
         (mdir / "config.pbtxt").write_text(config_pbtxt(name, (w, h), instances=instances))
-        img = check_image if check_image is not None else np.random.default_rng(0).integers(
-            0, 256, (h, w, 3), dtype=np.uint8)
         patch, _ = crop(img, Roi.full_frame(img.shape[1], img.shape[0]), w, h)
         est = card.estimate(patch, Roi.full_frame(w, h))
     finally:
@@ -139,8 +220,29 @@ def export_triton(model: str, out_dir: str | os.PathLike, *, name: str | None = 
     with OrtBackend(onnx_path, num_threads=1) as b:
         got = b.run({"image": patch[None]})["keypoints"][0]
     diff = float(np.abs(got[:, :2] - est.keypoints).max())
-    if diff > EXPORT_TOLERANCE_PX:
-        raise EdgePoseError(f"exported {onnx_path} differs from the card by {diff:.4f} px "
-                            f"(> {EXPORT_TOLERANCE_PX}); report this as a bug")
+    _check_diff(diff, onnx_path)
     log.info("wrote %s (max |diff| %.2e px)", mdir, diff)
-    return TritonExport(repo, mdir, onnx_path, (w, h), diff)
+    return TritonExport(repo, mdir, onnx_path, (w, h), diff, "onnxruntime")
+
+
+def _check_diff(diff: float, path) -> None:
+    if not diff <= EXPORT_TOLERANCE_PX:
+        raise EdgePoseError(f"exported {path} differs from the card by {diff:.4f} px "
+                            f"(> {EXPORT_TOLERANCE_PX}); report this as a bug")
+
+
+def _export_python(card, path: str, mdir: Path, img: np.ndarray, **cfg) -> TritonExport:
+    """The Python-backend repository: model.py + the card's graph, checked on ``img`` (full frame)."""
+    from edgepose.models._crop import Roi
+    from edgepose.server import triton_model
+
+    onnx_path = mdir / "1" / "pose.onnx"
+    shutil.copyfile(path, onnx_path)
+    shutil.copyfile(triton_model.__file__, mdir / "1" / "model.py")
+    (mdir / "config.pbtxt").write_text(python_config_pbtxt(mdir.name, **cfg))
+    est = card.estimate(np.ascontiguousarray(img), Roi.full_frame(img.shape[1], img.shape[0]))
+    got = load_python_model(mdir).infer(image=img[None])[0]
+    diff = float(np.abs(got[:, :2] - est.keypoints).max())
+    _check_diff(diff, mdir / "1" / "model.py")
+    log.info("wrote %s (python backend; max |diff| %.2e px)", mdir, diff)
+    return TritonExport(mdir.parent, mdir, onnx_path, tuple(card.input_size), diff, "python")

@@ -11,7 +11,7 @@ Euro could; untrained (``g = 0``) it *is* the One Euro filter with the SDK defau
 It has zero delay (a result describes its own frame), like One Euro. The network is an ONNX file
 (``edgepose/data/gain_one_euro.onnx``, about 1 KB of weights) run with ONNX Runtime; the
 recursion runs in numpy. Training: :mod:`edgepose.compression.temporal.gain`; selection and
-results: ``benchmarks/learned_gain.py``.
+results: docs/research-notes.md T4.
 
 Example:
     >>> f = LearnedGainFilter()
@@ -31,9 +31,9 @@ from edgepose.errors import ConfigError
 from edgepose.video.one_euro import OneEuroConfig
 
 _TWO_PI = 2.0 * math.pi
-#: The shipped network (chosen on held-out training clips, benchmarks/learned_gain.py).
+#: The shipped network (chosen on held-out training clips, docs/research-notes.md T4).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "gain_one_euro.onnx"
-#: the causal stage of :func:`learned_fixed_lag_one_euro` (``benchmarks/temporal_equal_delay_gain.py``)
+#: the causal stage of :func:`learned_fixed_lag_one_euro` (docs/research-notes.md T9)
 FIXED_LAG_MODEL = DEFAULT_MODEL.parent / "gain_fixed_lag_d2.onnx"
 #: Features per joint, in the network's input order.
 FEATURES = ("score", "previous score", "log1p(20 |x - y_prev| / scale)", "log1p(2 |speed| / scale)",
@@ -178,7 +178,7 @@ def learned_fixed_lag_one_euro(model_path: str | os.PathLike | None = None):
         for out in f.push(keypoints, t_ms, scale=roi_side, scores=scores): ...
 
     Measured against the tuned fixed-lag One Euro at the same delay in
-    ``benchmarks/results/temporal_equal_delay_gain.md``.
+    docs/research-notes.md T9.
     """
     from edgepose.video.one_euro import FixedLagOneEuro
 

@@ -2,7 +2,7 @@
 
 :class:`OneEuroFilter` is causal (zero delay); :class:`FixedLagOneEuro` runs it with a declared
 look-ahead of d frames (forward-backward or triangular), the One Euro baseline at the delay of a
-fixed-delay smoother (``benchmarks/temporal_equal_delay.py``).
+fixed-delay smoother (docs/research-notes.md T5).
 
 Timestamps are in milliseconds, the time axis shared with the tracker and the latency budget.
 """

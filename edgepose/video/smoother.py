@@ -37,7 +37,7 @@ import numpy as np
 from edgepose.video._temporal import (SMOOTHER_FILE, ZERO_LAG_SMOOTHER_FILE, DATA_DIR, TemporalModel,
                                       fill_gaps, frame_side, from_channels, person_scale,
                                       prefilter_config, to_channels)
-from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig, OneEuroFilter
+from edgepose.video.one_euro import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -270,84 +270,3 @@ class LearnedSmoother:
     def __exit__(self, *exc):
         self.close()
 
-
-class SmoothedFixedLag:
-    """The learned smoother followed by a fixed-lag One Euro stage: two stages, one declared delay.
-
-    Each frame goes through :class:`LearnedSmoother` at ``options.delay`` frames, and what it
-    emits through :class:`~edgepose.video.one_euro.FixedLagOneEuro` (``method``) at ``delay``
-    frames, so frame ``t - options.delay - delay`` is emitted once frame ``t`` has arrived; no
-    frame beyond ``t`` is read. SmoothNet removes most of the per-frame noise while keeping the
-    joints on target; the short fixed-lag One Euro stage removes the residual jitter it leaves.
-    ``benchmarks/temporal_equal_delay_chain.py`` compares it with the tuned fixed-lag One Euro at
-    the same total delay.
-
-    Args:
-        options: the :class:`LearnedSmoother`'s options (its ``delay`` is the first stage's).
-        config: the One Euro stage's parameters.
-        delay: the One Euro stage's look-ahead in frames.
-        method: the One Euro stage's fixed-lag method (``"triangular"`` or ``"forward-backward"``).
-    """
-
-    def __init__(self, options: SmootherOptions | None = None, config=None, delay: int = 2,
-                 method: str = "triangular"):
-        self.stage = FixedLagOneEuro(config if config is not None else OneEuroConfig(), delay, method)
-        self.smoother = LearnedSmoother(options)
-        #: the total added delay in frames
-        self.delay = self.smoother.delay + self.stage.delay
-        self._frames: dict[int, tuple[float, float]] = {}  # index -> (exact timestamp, scale)
-        self._count = 0
-
-    def reset(self) -> None:
-        """Forget the history of both stages; pending frames are dropped."""
-        self.smoother.reset()
-        self.stage.reset()
-        self._frames.clear()
-        self._count = 0
-
-    def push(self, keypoints: np.ndarray | None, timestamp_ms: int, *, scores: np.ndarray | None = None,
-             scale: float | None = None) -> list[SmoothedFrame]:
-        """Add the next frame's pose (None: no person); returns the frame ``delay`` frames back once
-        it is known ([] while the look-ahead fills, then exactly one frame).
-
-        Args:
-            keypoints: (17, 2) pixels, or None.
-            timestamp_ms: the frame's timestamp.
-            scores: (17,) keypoint scores (gating, models that read them).
-            scale: the person size the One Euro stage divides the speed by (the estimator's ROI
-                side); None: the pose's bounding-box side.
-        """
-        if keypoints is not None:
-            if scale is None:
-                scale = float(frame_side(np.asarray(keypoints, dtype=np.float64).reshape(17, 2)))
-            elif not scale > 0:
-                raise ValueError(f"SmoothedFixedLag scale must be > 0 (the person size in px), got {scale!r}")
-            self._frames[self._count] = (float(timestamp_ms), float(scale))
-        self._count += 1
-        return self._stage(self.smoother.push(keypoints, timestamp_ms, scores=scores))
-
-    def flush(self) -> list[SmoothedFrame]:
-        """End of stream: emit every frame still waiting for its look-ahead, in order."""
-        out = self._stage(self.smoother.flush())
-        out += [self._frame(v) for v in self.stage.flush()]
-        return out
-
-    def _stage(self, frames: list[SmoothedFrame]) -> list[SmoothedFrame]:
-        out = []
-        for f in frames:
-            t, s = self._frames.pop(f.index, (float(f.timestamp_ms), 1.0))
-            out += [self._frame(v) for v in self.stage.push(f.keypoints, t, scale=s)]
-        return out
-
-    @staticmethod
-    def _frame(v) -> SmoothedFrame:
-        return SmoothedFrame(v.index, int(v.timestamp_ms), None if v.value is None else v.value.astype(np.float32))
-
-    def close(self) -> None:
-        self.smoother.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

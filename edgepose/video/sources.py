@@ -429,5 +429,13 @@ def open_source(spec: str | int, *, max_frames: int | None = None,
     return VideoFileSource(spec, options=opts)
 
 
+def video_size(video) -> tuple[int, int]:
+    """(width, height) of the frames :class:`VideoFileSource` yields for ``video``."""
+    with VideoFileSource(video, max_frames=1) as src:
+        for fr in src:
+            return fr.image.shape[1], fr.image.shape[0]
+    raise SourceError(f"no frame in {video}")
+
+
 __all__ = ["Frame", "CaptureOptions", "VideoFileSource", "CameraSource", "Picamera2Source",
-           "open_source", "has_gstreamer", "jetson_csi_pipeline", "v4l2_pipeline", "SOURCE_FORMS"]
+           "open_source", "video_size", "has_gstreamer", "jetson_csi_pipeline", "v4l2_pipeline", "SOURCE_FORMS"]
