@@ -117,7 +117,7 @@ def calibrate(args, frames, ref, teacher_pck: float, cases: list[tuple] | None =
     """
     from edgepose.models import load_model
     from edgepose.offload.policy import OffloadPolicy
-    from edgepose.video.tracker import roi_from_keypoints
+    from edgepose.models.roi import roi_from_keypoints
 
     teacher = load_model(getattr(args, "served_path", args.teacher), num_threads=args.threads)
     rows = []

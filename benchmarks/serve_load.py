@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.server.protocol import encode_infer_request
+from edgepose.protocol import encode_infer_request
 
 ENGINES = {
     "embedded": [],

@@ -1,5 +1,5 @@
 """Before / after the move onto the one trainer: the same runs (equal steps, seed, data) through the
-former loops (``git archive HEAD compression`` unpacked into a temp folder, or ``--old-rev``) and
+former loops (``git archive REV compression`` unpacked into a temp folder; ``--old-rev``, default d97cdc9, the last commit before the trainer) and
 through the current code, compared step by step.
 
     python benchmarks/train_agreement.py --labels runs/cache/labels-*.npz --steps 8 --out runs/train_agreement.json
@@ -67,7 +67,8 @@ def run_student(pkg: str, labels, steps: int) -> dict:
     m.seed_everything(0)
     scfg = StudentConfig(input_size=128, width=0.5)
     net = StudentNet(scfg)
-    cfg = m.TrainConfig(steps=steps, batch_size=BATCH, warmup=2, eval_every=max(1, steps // 2), threads=1)
+    cls = getattr(m, "StudentTrainConfig", None) or m.TrainConfig  # renamed after the move
+    cfg = cls(steps=steps, batch_size=BATCH, warmup=2, eval_every=max(1, steps // 2), threads=1)
     std = np.asarray(scfg.std, np.float32)
     rep = m.train(HeatmapKD(net), labels, cfg, input_size=128, scale=1 / std, shift=-np.asarray(scfg.mean) / std,
                   progress=False)
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--labels", required=True, help="label cache .npz (training crops, never the evaluation set)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--runs", default=",".join(RUNS))
-    p.add_argument("--old-rev", default="HEAD")
+    p.add_argument("--old-rev", default="d97cdc9", help="the commit with the former loops (default: the last before the trainer)")
     p.add_argument("--student-batch", type=int, default=8, help="a large batch crosses epochs in few steps")
     p.add_argument("--out")
     a = p.parse_args(argv)

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers of the 'new+workers' arm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--old-rev", default="HEAD")
+    p.add_argument("--old-rev", default="d97cdc9", help="the commit with the former loops (default: the last before the trainer)")
     p.add_argument("--out")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

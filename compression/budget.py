@@ -64,11 +64,11 @@ class BudgetConfig:
 
     def __post_init__(self):
         if self.budget_ms is not None and self.budget_ms <= 0:
-            raise ValueError(f"BudgetConfig.budget_ms must be > 0 ms, got {self.budget_ms!r}")
+            raise ConfigError(f"BudgetConfig.budget_ms must be > 0 ms, got {self.budget_ms!r}")
         if not 0.0 < self.budget_fraction <= 1.0:
-            raise ValueError(f"BudgetConfig.budget_fraction must be in (0, 1], got {self.budget_fraction!r}")
+            raise ConfigError(f"BudgetConfig.budget_fraction must be in (0, 1], got {self.budget_fraction!r}")
         if not self.ratios or any(not 0.0 <= r < 1.0 for r in self.ratios) or list(self.ratios) != sorted(self.ratios):
-            raise ValueError(f"BudgetConfig.ratios must be ascending values in [0, 1), got {self.ratios!r}")
+            raise ConfigError(f"BudgetConfig.ratios must be ascending values in [0, 1), got {self.ratios!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

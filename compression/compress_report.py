@@ -150,6 +150,13 @@ def markdown(r: dict) -> str:
                      + " -> ".join(f"{v:.3f}" for v in r["distill"]["val"]) + ".")
     elif r.get("student_skipped"):
         lines.append(f"No pruned student: {r['student_skipped']}.")
+    if r.get("progressive"):
+        pts = r["progressive"]["points"]
+        lines.append("Progressive pruning (int8 scores per step): " + ("; ".join(
+            f"step {p['step']} ({', '.join(p['stages'])}; {100 * p['macs_fraction']:.0f} % MACs): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in p["scores_int8"].items())
+            + ("" if p["passes"] else " **below the floor**") for p in pts) or "no stage made the runtime faster")
+            + f"; chosen step: {r['progressive']['chosen_step']}.")
     if r.get("budget"):
         b = r["budget"]
         ch = b.get("chosen")

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgepose.errors import MissingFileError
+from edgepose._hash import sha256_file as _sha256
 
 #: Where the shipped model and its card live (package data).
 DATA_DIR = Path(__file__).resolve().parent.parent / "edgepose" / "data"
@@ -43,14 +45,6 @@ SEED = 0
 LICENCE = ("MoveNet SinglePose Lightning v4 weights: Copyright Google LLC, Apache License 2.0 "
            "(https://www.apache.org/licenses/LICENSE-2.0). Quantised to int8 by edgepose; "
            "calibrated only on Apache / BSD / MIT / CC-BY / public-domain media.")
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def calibration_set(assets: Path, cache_dir: Path, n: int = NUM_CALIBRATION, seed: int = SEED):
@@ -123,7 +117,7 @@ def build(assets: Path, out_dir: Path = DATA_DIR, cache_dir: Path | None = None,
 
     fp32 = assets / "models/movenet/movenet_lightning_fp32.onnx"
     if not fp32.is_file():
-        raise FileNotFoundError(f"{fp32} not found: pass --assets, the folder holding models/movenet")
+        raise MissingFileError(f"{fp32} not found: pass --assets, the folder holding models/movenet")
     cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgepose" / "labels"
     crops, calib = calibration_set(assets, cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

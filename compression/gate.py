@@ -21,6 +21,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Selection:
 def check_floor(floor: float) -> float:
     """Validate a floor fraction; raises ValueError naming the valid range."""
     if not isinstance(floor, (int, float)) or not 0.0 < float(floor) <= 1.0:
-        raise ValueError(f"floor must be a fraction of the input model's score in (0, 1], e.g. 0.97 "
+        raise ConfigError(f"floor must be a fraction of the input model's score in (0, 1], e.g. 0.97 "
                          f"(= 97 %), got {floor!r}")
     return float(floor)
 
@@ -118,11 +119,11 @@ def select(candidates: list[Candidate], *, reference: str, floor: float = DEFAUL
     floor = check_floor(floor)
     by_name = {c.name: c for c in candidates}
     if reference not in by_name:
-        raise ValueError(f"reference candidate {reference!r} is not among {sorted(by_name)}")
+        raise ConfigError(f"reference candidate {reference!r} is not among {sorted(by_name)}")
     ref = by_name[reference]
     sets = list(gate_sets if gate_sets is not None else ref.scores)
     if not sets or any(s not in ref.scores for s in sets):
-        raise ValueError(f"the reference {reference!r} must be scored on every gate set {sets}; got {ref.scores}")
+        raise ConfigError(f"the reference {reference!r} must be scored on every gate set {sets}; got {ref.scores}")
     thresholds = {s: floor * ref.scores[s] for s in sets}
     for c in candidates:
         missing = [s for s in sets if c.scores.get(s) is None or not np.isfinite(c.scores[s])]
@@ -138,7 +139,7 @@ def select(candidates: list[Candidate], *, reference: str, floor: float = DEFAUL
             c.refused_because = "reference file, not made by compress"
     ok = [c for c in candidates if c.passes_floor and c.recommendable]
     if not ok:  # the reference passes its own floor unless it was marked unrecommendable
-        raise ValueError("no recommendable candidate meets the floor (the input model should)")
+        raise ConfigError("no recommendable candidate meets the floor (the input model should)")
     best = min(ok, key=lambda c: (c.latency(), -sum(c.scores[s] for s in sets)))
     lat = _fmt_ms(best)
     floor_txt = f"{100 * floor:.0f} % of the input model's score on " + " and ".join(sets)
@@ -214,7 +215,7 @@ def load_user_val(ann_file: str, images: str | None = None) -> list:
     base = Path(images) if images else Path(ann_file).parent
     people = _coco_people(USER_VAL, Path(ann_file), "coco17", lambda f: base / f)
     if not people:
-        raise ValueError(f"the validation set {ann_file!r} has no person with at least 6 of the 13 shared "
+        raise ConfigError(f"the validation set {ann_file!r} has no person with at least 6 of the 13 shared "
                          "joints labelled; pass a COCO person-keypoints JSON (--val-data)")
     return people
 

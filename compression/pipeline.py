@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from edgepose.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,13 @@ class CompressConfig:
             files too; never trained or calibrated on); the gate's held-out crops come from them.
         int8_mixed: also an int8 of the input model with its most int8-sensitive convolutions kept
             float (per-layer sensitivity on training crops, not the held-out ones; ~1 min).
-        student: train the pruned + distilled student (False: only the unpruned candidates).
+        student: train the one-shot pruned + distilled student: True always, False never, None
+            (default) only when no int8 of the unpruned model already passes the floor and the budget
+            (the report says why it was skipped; ``--student`` trains it anyway).
+        progressive: also the progressive, latency-aware pruning candidate
+            (:mod:`edgepose.compression.progressive`; options in ``progressive_cfg``).
+        train_pool: add the person crops of ``data_root/train_pool`` to the training material (with
+            ``shippable_only`` only its licence-clean sources; ignored with ``data``).
         sensitivity_gate: per-layer int8 sensitivity pass for the student's int8 (None = off).
         tflite: also export TFLite candidates (litert-torch; skipped with a note when missing).
         tflite_qat_steps: > 0: the student's int8 TFLite by QAT for this many steps.
@@ -83,7 +90,10 @@ class CompressConfig:
     heldout_crops: int = 256
     heldout_fraction: float = 0.2
     int8_mixed: bool = True
-    student: bool = True
+    student: bool | None = None
+    progressive: bool = False
+    progressive_cfg: dict = field(default_factory=dict)
+    train_pool: bool = False
     shippable_only: bool = True
     sensitivity_gate: float | None = None
     tflite: bool = True
@@ -95,9 +105,9 @@ class CompressConfig:
 
         check_floor(self.floor)
         if self.heldout_crops < 8:
-            raise ValueError(f"CompressConfig.heldout_crops must be >= 8, got {self.heldout_crops!r}")
+            raise ConfigError(f"CompressConfig.heldout_crops must be >= 8, got {self.heldout_crops!r}")
         if not 0.0 < self.heldout_fraction < 0.5:
-            raise ValueError(f"CompressConfig.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
+            raise ConfigError(f"CompressConfig.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +152,6 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     from .distill import DistillConfig
     from .export import write_manifest
     from .importer import import_movenet
-    from .latency import interleaved_latency
     from .prune import PruneConfig
     from .quantize import QuantizeConfig, quantize
 
@@ -152,7 +161,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if not os.path.isfile(cfg.teacher):
-        raise FileNotFoundError(f"teacher model not found: {cfg.teacher!r}; pass --teacher with the "
+        raise MissingFileError(f"teacher model not found: {cfg.teacher!r}; pass --teacher with the "
                                 "MoveNet Thunder ONNX (../shared/assets/models/movenet/movenet_thunder_fp32.onnx)")
     if cfg.tflite_qat_steps:
         from .quantize.qat import QATConfig
@@ -165,7 +174,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     size = net.input_size[0]
     pcfg = PruneConfig(**cfg.prune)
     notes, budget, budget_ms, profile, host = [], None, None, None, None
-    student_skipped = "" if cfg.student else "turned off (--no-student)"
+    student_skipped = "turned off (--no-student)" if cfg.student is False else ""
     if cfg.device is not None:
         from edgepose.profiles import load_profile
 
@@ -191,6 +200,11 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
         items = scan_media(list(cfg.data))
     else:
         items = shippable_sources(cfg.data_root) if cfg.shippable_only else training_sources(cfg.data_root)
+        if cfg.train_pool:
+            from .data.shippable import shippable_pool
+            from .data.sources import pool_sources
+
+            items += shippable_pool(cfg.data_root) if cfg.shippable_only else pool_sources(cfg.data_root)
     labels = label_media(items, LabelConfig(teacher=cfg.teacher, detector=cfg.detector, **cfg.label),
                          cfg.cache_dir, progress=progress, num_threads=cfg.threads)
     phases["labels"] = time.perf_counter() - t0
@@ -243,6 +257,28 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     elif cfg.tflite:
         notes.append("litert-torch is not installed: no LiteRT candidates (pip install litert-torch)")
     phases["input_tflite"] = time.perf_counter() - t0
+    gate_sets = [gate.USER_VAL if user_val else gate.HELDOUT]
+    accuracy = {}
+    use_eval = cfg.evaluate and gate.eval_set_available(cfg.data_root)
+    if cfg.evaluate and not use_eval:
+        notes.append(f"no evaluation set under {cfg.data_root!r}: gated on the held-out set only")
+    if use_eval:
+        gate_sets.append(gate.EVAL_SET)
+    ctx = _GateCtx(cfg, profile, host, ho_crops, ho_kps, user_val, use_eval, accuracy)
+    if cfg.student is None and not student_skipped:
+        # default: a one-shot pruned student costs minutes and has not passed the gate on MoveNet
+        # Lightning; skip it when the unpruned model's int8 already passes the floor and the budget
+        ctx.time_and_score(cands)
+        pre = gate.select(cands, reference="input_fp32", floor=cfg.floor, budget_ms=budget_ms, gate_sets=gate_sets)
+        if pre.name != "input_fp32" and pre.within_budget is not False:
+            scores = ", ".join(f"{s} {next(c for c in cands if c.name == pre.name).scores[s]:.1f} >= "
+                               f"{pre.thresholds[s]:.1f}" for s in gate_sets)
+            student_skipped = (f"`{pre.name}` (the unpruned model, int8) already passes the floor ({scores})"
+                               + ("" if budget_ms is None else f" and the {budget_ms:.3g} ms budget")
+                               + ": the pruned + distilled student (minutes of distillation) was not trained. "
+                               "Add --student to train it anyway, or --progressive for progressive, "
+                               "latency-aware pruning")
+    phases["pre_gate"] = time.perf_counter() - t0
     comp_report = {}
     if not student_skipped:
         comp_report = _student(cfg, net, labels, tr_idx, crops, pcfg, dcfg, qcfg, out, cands, artifacts, notes,
@@ -250,43 +286,26 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     else:
         log.warning("no pruned student: %s", student_skipped)
     phases["student"] = time.perf_counter() - t0
+    if cfg.progressive:
+        comp_report["progressive"] = _progressive(cfg, net, labels, tr_idx, crops, out, cands, artifacts, notes,
+                                                  ctx, gate_sets)
+        phases["progressive"] = time.perf_counter() - t0
     if cfg.baseline:
         cands.append(gate.Candidate("baseline", os.fspath(cfg.baseline), "reference file (--baseline)",
                                     recommendable=False))
-    paths = {c.name: c.path for c in cands}
-    lat = interleaved_latency(paths, threads=cfg.threads)
-    dev_ms, kind = ({}, None)
-    if profile is not None:
-        dev_ms, kind = _device_figures(paths, profile, cfg.threads, host, lat)
-    for c in cands:
-        c.host_ms = lat[c.name].p50
-        c.device_ms = dev_ms.get(c.name)
-    phases["latency"] = time.perf_counter() - t0
-    # the gate: every candidate scored on the held-out sets
-    gate_sets = [gate.USER_VAL if user_val else gate.HELDOUT]
-    accuracy = {}
-    use_eval = cfg.evaluate and gate.eval_set_available(cfg.data_root)
-    if cfg.evaluate and not use_eval:
-        notes.append(f"no evaluation set under {cfg.data_root!r}: gated on the held-out set only")
-    for c in cands:
-        c.scores[gate.HELDOUT] = gate.score_heldout(c.path, ho_crops, ho_kps, cfg.threads)
-        if user_val:
-            c.scores[gate.USER_VAL] = gate.score_user_val(c.path, user_val, cfg.threads)
-        if use_eval:
-            accuracy[c.name] = gate.score_eval_set(c.path, cfg.data_root, cfg.threads)
-            c.scores[gate.EVAL_SET] = accuracy[c.name]["pck_torso"]
-        log.info("%s: %s", c.name, {k: round(v, 1) for k, v in c.scores.items()})
-    if use_eval:
-        gate_sets.append(gate.EVAL_SET)
-    phases["gate_scoring"] = time.perf_counter() - t0
+    # one interleaved latency run of every candidate; the gate scores each (once) on the held-out sets
+    lat, kind = ctx.time_and_score(cands)
+    phases["latency_and_gate"] = time.perf_counter() - t0
+    cpu = compress_report.host_cpu()
     sel = gate.select(cands, reference="input_fp32", floor=cfg.floor, budget_ms=budget_ms, gate_sets=gate_sets)
     report = {"recommended": sel.path, "recommended_name": sel.name, "selection": sel.to_dict(),
               "candidates": [c.to_dict() for c in cands], "config": cfg.to_dict(), "device": cfg.device,
-              "latency_kind": kind, "threads": cfg.threads, "host_cpu": compress_report.host_cpu(),
+              "latency_kind": kind, "threads": cfg.threads, "host_cpu": cpu,
               "labels": {"crops": len(labels), "files": len(items), "cache": labels.path,
                          "train_crops": len(tr_idx), "heldout_crops": len(ho_crops),
                          "heldout_files": len({labels.sources[i].split("#")[0] for i in va_idx})},
-              "latency_ms": {k: v.to_dict() for k, v in lat.items()},
+              "latency_ms": {k: {**v.to_dict(), "threads": cfg.threads, "cpu_model": cpu["cpu_model"],
+                                 "isa_flags": cpu["isa_flags"]} for k, v in lat.items()},
               "size_bytes": {c.name: os.path.getsize(c.path) for c in cands},
               "input_int8_ort": {"float_nodes": len(qi.excluded), "input_fold": qi.input_fold},
               "notes": notes, **comp_report}
@@ -306,6 +325,71 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     compress_report.write(report, out)
     write_manifest(out, [*artifacts, *([out / "prune_plan.json"] if (out / "prune_plan.json").exists() else [])])
     return report
+
+
+class _GateCtx:
+    """Times the candidates (host + device figure) and scores each on the gate sets, once."""
+
+    def __init__(self, cfg, profile, host, ho_crops, ho_kps, user_val, use_eval, accuracy):
+        self.cfg, self.profile, self.host = cfg, profile, host
+        self.ho_crops, self.ho_kps, self.user_val, self.use_eval, self.accuracy = (
+            ho_crops, ho_kps, user_val, use_eval, accuracy)
+
+    def score(self, path: str, name: str | None = None) -> dict[str, float]:
+        from . import gate
+
+        cfg = self.cfg
+        sc = {gate.HELDOUT: gate.score_heldout(path, self.ho_crops, self.ho_kps, cfg.threads)}
+        if self.user_val:
+            sc[gate.USER_VAL] = gate.score_user_val(path, self.user_val, cfg.threads)
+        if self.use_eval:
+            acc = gate.score_eval_set(path, cfg.data_root, cfg.threads)
+            if name:
+                self.accuracy[name] = acc
+            sc[gate.EVAL_SET] = acc["pck_torso"]
+        return sc
+
+    def time_and_score(self, cands) -> tuple[dict, str | None]:
+        from .latency import interleaved_latency
+
+        paths = {c.name: c.path for c in cands}
+        lat = interleaved_latency(paths, threads=self.cfg.threads)
+        dev_ms, kind = ({}, None)
+        if self.profile is not None:
+            dev_ms, kind = _device_figures(paths, self.profile, self.cfg.threads, self.host, lat)
+        for c in cands:
+            c.host_ms = lat[c.name].p50
+            c.device_ms = dev_ms.get(c.name)
+            if not c.scores:
+                c.scores.update(self.score(c.path, c.name))
+                log.info("%s: %s", c.name, {k: round(v, 1) for k, v in c.scores.items()})
+        return lat, kind
+
+
+def _progressive(cfg, net, labels, tr_idx, crops, out, cands, artifacts, notes, ctx, gate_sets) -> dict:
+    """Progressive, latency-aware pruning; the most pruned step that passes the gate becomes a candidate."""
+    from . import gate
+    from .progressive import ProgressiveConfig, best_passing, run_progressive
+
+    pcfg = ProgressiveConfig(**{"threads": cfg.threads, **cfg.progressive_cfg})
+    ref = next(c for c in cands if c.name == "input_fp32")
+    if not ref.scores:
+        ref.scores.update(ctx.score(ref.path, ref.name))
+    thr = {s: cfg.floor * ref.scores[s] for s in gate_sets}
+    points = run_progressive(net, labels, tr_idx, pcfg, out / "progressive", score=ctx.score, calibration=crops,
+                             floor_ok=lambda sc: all(sc.get(s, -1.0) >= thr[s] - 1e-9 for s in gate_sets))
+    best = best_passing(points)
+    if best is None:
+        notes.append("progressive pruning: already the first step fell below the floor; no candidate")
+    else:
+        for kind, path, sc in (("int8", best.int8, best.scores_int8), ("fp32", best.fp32, best.scores_fp32)):
+            c = gate.Candidate(f"progressive_{kind}", path, f"progressive pruning, {best.step} latency-aware steps "
+                               f"({100 * best.macs_fraction:.0f} % MACs) + long KD, {kind}")
+            c.scores.update(sc)
+            cands.append(c)
+            artifacts.append(Path(path))
+    return {"config": pcfg.to_dict(), "points": [{k: v for k, v in asdict(p).items()} for p in points],
+            "chosen_step": None if best is None else best.step}
 
 
 def _tag_input_int8(net, path: str, labels_cache: str) -> None:

@@ -26,12 +26,13 @@ from ._train import fill_report
 from .data.augment import AugmentConfig
 from .data.dataset import PseudoLabelDataset
 from .data.labels import LabelSet
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class StudentTrainConfig:
     """Training options.
 
     Attributes:
@@ -66,13 +67,13 @@ class TrainConfig:
     def __post_init__(self):
         for f in ("steps", "batch_size", "eval_every"):
             if getattr(self, f) < 1:
-                raise ValueError(f"TrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
+                raise ConfigError(f"StudentTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
         if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"StudentTrainConfig.lr must be > 0, got {self.lr!r}")
         if self.warmup < 0:
-            raise ValueError(f"TrainConfig.warmup must be >= 0, got {self.warmup!r}")
+            raise ConfigError(f"StudentTrainConfig.warmup must be >= 0, got {self.warmup!r}")
         if not 0.0 < self.val_fraction < 0.5:
-            raise ValueError(f"TrainConfig.val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
+            raise ConfigError(f"StudentTrainConfig.val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +90,7 @@ class TrainReport:
         val_steps / val: validation loss (total) at those steps (step 0 = before training).
         seconds: wall time.
         n_train / n_val: crops used.
-        config: the :class:`TrainConfig` as a dict.
+        config: the :class:`StudentTrainConfig` as a dict.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -120,7 +121,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_datasets(labels: LabelSet, cfg: TrainConfig, *, input_size: int, scale, shift
+def make_datasets(labels: LabelSet, cfg: StudentTrainConfig, *, input_size: int, scale, shift
                   ) -> tuple[PseudoLabelDataset, PseudoLabelDataset]:
     """(augmented train set, un-augmented validation set), split by source file."""
     tr_idx, va_idx = labels.split(cfg.val_fraction, cfg.seed)
@@ -155,7 +156,7 @@ def validation_loss(objective: torch.nn.Module, loader, *, channels_last: bool =
     return tot / max(n, 1)
 
 
-def train(objective: torch.nn.Module, labels: LabelSet, cfg: TrainConfig = TrainConfig(), *, input_size: int,
+def train(objective: torch.nn.Module, labels: LabelSet, cfg: StudentTrainConfig = StudentTrainConfig(), *, input_size: int,
           scale, shift, progress: bool = True, datasets=None, device: str = "auto") -> TrainReport:
     """Optimise ``objective`` for ``cfg.steps`` AdamW steps on ``labels``.
 
@@ -194,4 +195,4 @@ def train(objective: torch.nn.Module, labels: LabelSet, cfg: TrainConfig = Train
     return rep
 
 
-__all__ = ["TrainConfig", "TrainReport", "seed_everything", "make_datasets", "validation_loss", "train"]
+__all__ = ["StudentTrainConfig", "TrainReport", "seed_everything", "make_datasets", "validation_loss", "train"]

@@ -38,6 +38,15 @@ class SourceError(EdgePoseError):
     """A video/camera source cannot be opened or read."""
 
 
+class MissingFileError(EdgePoseError, FileNotFoundError):
+    """A file or folder the user named (teacher, training data, assets) does not exist."""
+
+
+class CompressionError(EdgePoseError, RuntimeError):
+    """A compression step produced a model that fails its own check (export parity, the ONNX
+    checker, the pruning exactness guard): the settings or the model are not supported."""
+
+
 def unknown_name(kind: str, name: str, choices, fix: str = "") -> UnknownNameError:
     """Build an :class:`UnknownNameError` that lists the valid choices."""
     choices = sorted(choices)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from edgepose.errors import EdgePoseError
-from edgepose.estimator_options import EstimatorOptions, RunningMode
+from edgepose.estimator_options import EstimatorOptions, RunningMode, RunningModeChecks
 from edgepose.models import PoseModel, load_model
 from edgepose.models._crop import Roi
 from edgepose.models.base import Estimate
@@ -53,7 +53,7 @@ def _box(kps: np.ndarray, scores: np.ndarray, roi: Roi, min_score: float = 0.2):
     return roi.box()
 
 
-class PoseEstimator:
+class PoseEstimator(RunningModeChecks):
     """Runs a model card in one running mode.
 
     Example:
@@ -129,21 +129,6 @@ class PoseEstimator:
         return det
 
     # -- modes ---------------------------------------------------------------------------------
-    def _require_mode(self, mode: RunningMode, method: str) -> None:
-        if self.options.running_mode != mode:
-            raise EdgePoseError(
-                f"{method}() needs running_mode={mode.value!r}, but this estimator was created with "
-                f"running_mode={self.options.running_mode.value!r}; create it with "
-                f"EstimatorOptions(running_mode={mode.value!r})")
-
-    def _check_ts(self, timestamp_ms) -> int:
-        ts = int(timestamp_ms)
-        if self._last_ts is not None and ts <= self._last_ts:
-            raise EdgePoseError(
-                f"timestamp_ms must increase monotonically: got {ts} after {self._last_ts}")
-        self._last_ts = ts
-        return ts
-
     def detect(self, image: np.ndarray) -> PoseResult:
         """Image mode: estimate the pose in one independent image."""
         self._require_mode(RunningMode.IMAGE, "detect")

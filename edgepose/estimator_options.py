@@ -14,6 +14,7 @@ from edgepose.video.identity import PERSON_SELECTIONS
 from edgepose.video.one_euro import OneEuroConfig
 from edgepose.video.smoother import SmootherOptions
 from edgepose.video.smoothing import Smoother, is_smoother, list_smoothers
+from edgepose.errors import ConfigError, EdgePoseError
 
 class RunningMode(str, enum.Enum):
     IMAGE = "image"
@@ -93,28 +94,49 @@ class EstimatorOptions:
         try:
             self.running_mode = RunningMode(self.running_mode)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"EstimatorOptions.running_mode {self.running_mode!r} is not one of "
                 f"{', '.join(m.value for m in RunningMode)}") from None
         if not 0.0 <= self.min_pose_score <= 1.0:
-            raise ValueError(f"EstimatorOptions.min_pose_score must be in [0, 1], got {self.min_pose_score!r}")
+            raise ConfigError(f"EstimatorOptions.min_pose_score must be in [0, 1], got {self.min_pose_score!r}")
         if self.running_mode == RunningMode.LIVE_STREAM and self.result_callback is None:
-            raise ValueError("EstimatorOptions.result_callback is required in live_stream mode; "
+            raise ConfigError("EstimatorOptions.result_callback is required in live_stream mode; "
                              "pass result_callback=lambda result, image: ...")
         if self.running_mode != RunningMode.LIVE_STREAM and self.result_callback is not None:
-            raise ValueError("EstimatorOptions.result_callback is only used in live_stream mode; "
+            raise ConfigError("EstimatorOptions.result_callback is only used in live_stream mode; "
                              f"running_mode is {self.running_mode.value!r}")
         if isinstance(self.smoother, str) and self.smoother not in list_smoothers() or \
                 not isinstance(self.smoother, str) and not is_smoother(self.smoother):
-            raise ValueError(f"EstimatorOptions.smoother {self.smoother!r} is not one of "
+            raise ConfigError(f"EstimatorOptions.smoother {self.smoother!r} is not one of "
                              f"{', '.join(list_smoothers())}; pass smoother='one_euro' (default), another of those "
                              "names, or a Smoother instance (edgepose.video.smoothing)")
         if not isinstance(self.live_queue_size, int) or self.live_queue_size < 1:
-            raise ValueError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
+            raise ConfigError(f"EstimatorOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
         if self.person_selection not in PERSON_SELECTIONS:
-            raise ValueError(f"EstimatorOptions.person_selection {self.person_selection!r} is not one of "
+            raise ConfigError(f"EstimatorOptions.person_selection {self.person_selection!r} is not one of "
                              f"{', '.join(PERSON_SELECTIONS)}; pass 'model' (default: the model's own full-frame "
                              "pick) or 'nearest' (a person detector; the person nearest the track, else the largest)")
         if not isinstance(self.identity_gate, (int, float)) or not self.identity_gate > 0:
-            raise ValueError(f"EstimatorOptions.identity_gate must be a number > 0 (crop sides), "
+            raise ConfigError(f"EstimatorOptions.identity_gate must be a number > 0 (crop sides), "
                              f"got {self.identity_gate!r}")
+
+
+class RunningModeChecks:
+    """``_require_mode`` / ``_check_ts`` of the single- and multi-person estimators (``options``
+    with a ``running_mode``, ``_last_ts``); ``_OPTIONS`` names the options class in the fix."""
+
+    _OPTIONS = "EstimatorOptions"
+
+    def _require_mode(self, mode: RunningMode, method: str) -> None:
+        if self.options.running_mode != mode:
+            raise EdgePoseError(
+                f"{method}() needs running_mode={mode.value!r}, but this estimator was created with "
+                f"running_mode={self.options.running_mode.value!r}; create it with "
+                f"{self._OPTIONS}(running_mode={mode.value!r})")
+
+    def _check_ts(self, timestamp_ms) -> int:
+        ts = int(timestamp_ms)
+        if self._last_ts is not None and ts <= self._last_ts:
+            raise EdgePoseError(f"timestamp_ms must increase monotonically: got {ts} after {self._last_ts}")
+        self._last_ts = ts
+        return ts

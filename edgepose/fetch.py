@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import EdgePoseError
+from edgepose._hash import sha256_file as _sha256
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ FILES: tuple[WheelFile, ...] = (
     WheelFile("mediapipe==0.10.14", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
               "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f", "pose_landmark_full.tflite"),
 )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(dest: str | os.PathLike, *, files=FILES, force: bool = False) -> list[Path]:

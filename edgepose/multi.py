@@ -29,8 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from edgepose.errors import EdgePoseError
+from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.estimator import RunningMode, check_frame
+from edgepose.estimator_options import RunningModeChecks
 from edgepose.models import load_model
 from edgepose.models.base import Estimate, PoseModel
 from edgepose.models.multipose import MultiPersonModel
@@ -73,25 +74,25 @@ class MultiPoseOptions:
         try:
             self.running_mode = RunningMode(self.running_mode)
         except ValueError:
-            raise ValueError(f"MultiPoseOptions.running_mode {self.running_mode!r} is not one of "
+            raise ConfigError(f"MultiPoseOptions.running_mode {self.running_mode!r} is not one of "
                              f"{', '.join(m.value for m in RunningMode)}") from None
         if not isinstance(self.max_people, int) or self.max_people < 1:
-            raise ValueError(f"MultiPoseOptions.max_people must be an int >= 1, got {self.max_people!r}")
+            raise ConfigError(f"MultiPoseOptions.max_people must be an int >= 1, got {self.max_people!r}")
         if not isinstance(self.detect_interval_ms, int) or self.detect_interval_ms < 0:
-            raise ValueError("MultiPoseOptions.detect_interval_ms must be an int >= 0, got "
+            raise ConfigError("MultiPoseOptions.detect_interval_ms must be an int >= 0, got "
                              f"{self.detect_interval_ms!r}")
         live = self.running_mode == RunningMode.LIVE_STREAM
         if live and self.result_callback is None:
-            raise ValueError("MultiPoseOptions.result_callback is required in live_stream mode; "
+            raise ConfigError("MultiPoseOptions.result_callback is required in live_stream mode; "
                              "pass result_callback=lambda result, image: ...")
         if not live and self.result_callback is not None:
-            raise ValueError("MultiPoseOptions.result_callback is only used in live_stream mode; "
+            raise ConfigError("MultiPoseOptions.result_callback is only used in live_stream mode; "
                              f"running_mode is {self.running_mode.value!r}")
         if not isinstance(self.live_queue_size, int) or self.live_queue_size < 1:
-            raise ValueError(f"MultiPoseOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
+            raise ConfigError(f"MultiPoseOptions.live_queue_size must be an int >= 1, got {self.live_queue_size!r}")
 
 
-class MultiPoseEstimator:
+class MultiPoseEstimator(RunningModeChecks):
     """Runs a multi-person card (``movenet-multipose``, ``topdown-*``) in one running mode.
 
     Args:
@@ -100,6 +101,8 @@ class MultiPoseEstimator:
         options: :class:`MultiPoseOptions` (default: image mode).
         num_threads: intra-op threads when ``model`` is a name or path.
     """
+
+    _OPTIONS = "MultiPoseOptions"  # named in the running-mode error
 
     def __init__(self, model: MultiPersonModel | str, *, options: MultiPoseOptions | None = None,
                  num_threads: int | None = None):
@@ -132,20 +135,6 @@ class MultiPoseEstimator:
         return self._queue.dropped if self._queue is not None else 0
 
     # -- modes -------------------------------------------------------------------------------------
-    def _require_mode(self, mode: RunningMode, method: str) -> None:
-        if self.options.running_mode != mode:
-            raise EdgePoseError(
-                f"{method}() needs running_mode={mode.value!r}, but this estimator was created with "
-                f"running_mode={self.options.running_mode.value!r}; create it with "
-                f"MultiPoseOptions(running_mode={mode.value!r})")
-
-    def _check_ts(self, timestamp_ms) -> int:
-        ts = int(timestamp_ms)
-        if self._last_ts is not None and ts <= self._last_ts:
-            raise EdgePoseError(f"timestamp_ms must increase monotonically: got {ts} after {self._last_ts}")
-        self._last_ts = ts
-        return ts
-
     def detect(self, image: np.ndarray) -> PoseResult:
         """Image mode: every person in one independent image (``track_id`` None)."""
         self._require_mode(RunningMode.IMAGE, "detect")

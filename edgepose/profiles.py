@@ -344,7 +344,7 @@ def host_peaks(measurement, threads: int, runtime: str = "ort"):
         return one + (alln - one) * (n - 1) / (cores - 1)
 
     if runtime not in ("ort", "litert"):
-        raise ValueError(f"runtime must be 'ort' or 'litert', got {runtime!r}")
+        raise ConfigError(f"runtime must be 'ort' or 'litert', got {runtime!r}")
     pre = "litert_" if runtime == "litert" and m.get("litert_conv_fp32_gflops_1t") else ""
     fp32 = interp(m[pre + "conv_fp32_gflops_1t"], m[pre + "conv_fp32_gflops"])
     int8 = interp(m.get(pre + "conv_int8_gops_1t"), m.get(pre + "conv_int8_gops")) or fp32

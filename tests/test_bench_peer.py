@@ -1,10 +1,12 @@
 """Peers (issue 23): the pipe protocol with a real child process, the missing-environment error,
-image-mode scoring, and (slow) the real MediaPipe peer."""
+image-mode scoring, a suite's ``peers:`` entries (the numpy worker as a test-only peer), and
+(slow) the real MediaPipe peer, alone and in a suite."""
 
 from __future__ import annotations
 
 import ast
 import io
+import json
 import os
 import subprocess
 import sys
@@ -199,3 +201,167 @@ def test_real_mediapipe_peer(pose_jpg):
         np.testing.assert_allclose(v.poses[0, :, :2], r.poses[0, :, :2], atol=0.05 * max(h, w))
         p.reset()
         assert p.frame(pose_jpg, ts_ms=0).poses.shape == (1, 33, 4)
+
+
+# -- peers in a suite (``peers:`` entries run by ``edgepose bench``) -------------------------------
+
+TEST_ENV = peers.PeerEnv("numpy-test", (), ("numpy",), ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13)))
+TEST_PEER = peers.PeerSpec("numpy-centroid", TEST_ENV, "_numpy_worker.py", ("--joints", "17"), "coco17",
+                           "numpy-only test worker: every joint at the centroid of the bright pixels")
+PEER_SUITE = """
+name: peers-test
+peers:
+  - peer: {peer}
+    against: [movenet-lightning-int8-onnx]
+    clips: [data/tfjs_testdata/pose_1.mp4]
+    frames: 6
+    threads: 1
+"""
+
+
+@pytest.fixture
+def numpy_peer_env(tmp_path, monkeypatch):
+    """The numpy worker registered as a peer for this test only, its 'virtualenv' a wrapper of this
+    interpreter under a temporary $EDGEPOSE_PEER_DIR (the user-facing registry is restored after)."""
+    monkeypatch.setitem(peers.ENVS, TEST_ENV.name, TEST_ENV)
+    monkeypatch.setitem(peers.PEERS, TEST_PEER.name, TEST_PEER)
+    root = tmp_path / "peer-envs"
+    monkeypatch.setenv(peers.PEER_DIR_ENV, str(root))
+    bin_dir = root / TEST_ENV.name / "bin"
+    bin_dir.mkdir(parents=True)
+    py = bin_dir / "python"
+    py.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    py.chmod(0o755)
+    (root / TEST_ENV.name / peers.MARKER).write_text("{}")
+    return root
+
+
+def _peer_suite(tmp_path, peer="numpy-centroid", text=PEER_SUITE):
+    from edgepose.bench.suite import load_suite
+
+    p = tmp_path / "peers.yaml"
+    p.write_text(text.format(peer=peer))
+    return load_suite(p)
+
+
+@pytest.mark.backend
+def test_a_suite_runs_a_peer_interleaved_and_writes_the_peers_rows_and_table(numpy_peer_env, tmp_path, assets):
+    from edgepose.bench.report import markdown, write_report
+    from edgepose.bench.runner import BenchOptions, run_suite
+
+    assert "numpy-centroid" not in peers.PEERS or peers.PEERS["numpy-centroid"] is TEST_PEER
+    doc = run_suite(_peer_suite(tmp_path), BenchOptions(assets=str(assets), progress=False))
+    assert doc["cases"] == [] and doc["video"] == [] and len(doc["peers"]) == 1
+    e = doc["peers"][0]
+    edge = "edgepose movenet-lightning-int8-onnx"
+    assert e["id"] == "numpy-centroid" and e["baseline"] == "numpy-centroid" and e["threads"] == 1
+    assert e["kind"] == "measured" and e["peer_info"]["peer"] == "numpy-centroid" and e["images"] is None
+    assert list(e["pipelines"]) == ["numpy-centroid", edge]
+    (clip,) = e["clips"]
+    assert clip["clip"] == "pose_1.mp4" and clip["frames"] == 6
+    assert clip["ratios"][edge]["vs"] == "numpy-centroid" and clip["ratios"][edge]["rounds"] == 6
+    for n in e["pipelines"]:
+        row = clip["pipelines"][n]
+        assert row["latency_ms"]["p50"] > 0 and row["latency_ms"]["p95"] >= row["latency_ms"]["p50"]
+        assert row["cpu_ms"]["mean"] >= 0 and row["frames_with_person"] == 6
+        assert n in clip["jitter_common_frames"]
+    assert e["pooled"][edge]["ratio"]["median"] > 0 and e["pooled"]["numpy-centroid"]["ratio"] is None
+    md = markdown(doc)
+    assert "## Peers (interleaved per frame" in md
+    assert f"| numpy-centroid (t1) | pose_1.mp4 | {edge} | 6 |" in md
+    assert "| numpy-centroid (t1) | all clips | numpy-centroid | 6 |" in md and "1 (peer)" in md
+    paths = write_report(doc, tmp_path / "out")
+    assert Path(paths["peers"]).stat().st_size > 0 and "## Peers" in Path(paths["markdown"]).read_text()
+    assert json.loads(Path(paths["json"]).read_text())["peers"][0]["id"] == "numpy-centroid"
+    # --no-video skips peers too (they are video cases), and needs no peer environment
+    doc = run_suite(_peer_suite(tmp_path), BenchOptions(assets=str(assets), progress=False, video=False))
+    assert doc["peers"] == []
+
+
+@pytest.mark.backend
+def test_peers_plot_is_latency_vs_pck_when_the_entry_ran_image_mode(tmp_path):
+    from edgepose.bench.report import plot_peers
+
+    pooled = {n: {"frames": 3, "latency_ms": {"p50": p, "p95": p * 2, "mean": p}, "cpu_ms": {"mean": p}}
+              for n, p in (("peer", 10.0), ("edgepose m", 3.0))}
+    e = {"id": "peer", "peer": "peer", "pooled": pooled, "images": None}
+    doc = {"suite": {"name": "t"}, "peers": [e]}
+    assert plot_peers(doc, tmp_path / "a.png") == "latency"
+    e["images"] = {"pipelines": {"peer": {"pck_torso": 30.0}, "edgepose m": {"pck_torso": 35.0}}}
+    assert plot_peers(doc, tmp_path / "b.png") == "pck" and (tmp_path / "b.png").stat().st_size > 0
+
+
+@pytest.mark.core
+def test_suite_peers_entries_are_validated_with_clear_messages(numpy_peer_env, tmp_path):
+    from edgepose.bench.suite import load_suite
+    from edgepose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"peers\[0\]\.peer: unknown peer 'mediapipe-pose-fool'; valid choices: "
+                                          r"mediapipe-pose-full, mediapipe-pose-lite"):
+        _peer_suite(tmp_path, peer="mediapipe-pose-fool")
+    bad = PEER_SUITE.replace("threads: 1", "thread: 1")
+    with pytest.raises(ConfigError, match=r"unknown field 'peers\[0\]\.thread'. Valid fields of 'peers\[0\]': "
+                                          r"peer, name, against, clips, frames, threads, accuracy"):
+        _peer_suite(tmp_path, text=bad)
+    with pytest.raises(ConfigError, match=r"peers\[0\]\.against has 'no-such-model'; use registered model names"):
+        _peer_suite(tmp_path, text=PEER_SUITE.replace("[movenet-lightning-int8-onnx]", "[no-such-model]"))
+    with pytest.raises(ConfigError, match=r"field 'peers\[0\]\.frames' must be int"):
+        _peer_suite(tmp_path, text=PEER_SUITE.replace("frames: 6", "frames: many"))
+    with pytest.raises(ConfigError, match=r"peers\[0\] has no 'clips'"):
+        _peer_suite(tmp_path, text=PEER_SUITE.replace("clips: [data/tfjs_testdata/pose_1.mp4]", ""))
+    # a suite case name in 'against' stands for its model; a scalar clip is a one-element list
+    s = _peer_suite(tmp_path, text="cases:\n  - {{name: mn, model: movenet-lightning-int8-onnx}}\n" + PEER_SUITE.replace(
+        "[movenet-lightning-int8-onnx]", "[mn]").replace("[data/tfjs_testdata/pose_1.mp4]", "data/x.mp4"))
+    assert s.peers[0].against == ["movenet-lightning-int8-onnx"] and s.peers[0].clips == ["data/x.mp4"]
+    assert s.peers[0].name == "numpy-centroid" and s.peers[0].accuracy is False
+    assert load_suite(Path(__file__).resolve().parent.parent / "benchmarks" / "peers.yaml").peers
+
+
+@pytest.mark.core
+def test_a_missing_peer_environment_fails_the_suite_before_any_timing(tmp_path, monkeypatch, assets):
+    from edgepose.bench import runner
+
+    monkeypatch.setenv(peers.PEER_DIR_ENV, str(tmp_path / "none"))
+    suite = _peer_suite(tmp_path, peer="mediapipe-pose-full")
+
+    def no_timing(*a, **k):
+        raise AssertionError("timing started before the peer environment was checked")
+
+    monkeypatch.setattr(runner, "make_context", no_timing)
+    with pytest.raises(PeerEnvMissingError, match="python -m edgepose.bench.peers setup mediapipe"):
+        runner.run_suite(suite, runner.BenchOptions(assets=str(assets), progress=False))
+
+
+@pytest.mark.core
+def test_the_cli_reports_a_missing_peer_environment_in_one_line(tmp_path, assets, monkeypatch, capsys):
+    from edgepose.cli.main import main
+
+    suite = tmp_path / "peers.yaml"
+    suite.write_text(PEER_SUITE.format(peer="mediapipe-pose-full"))
+    monkeypatch.setenv(peers.PEER_DIR_ENV, str(tmp_path / "none"))
+    assert main(["bench", str(suite), "--assets", str(assets), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgepose bench: error: the peer environment 'mediapipe' is missing")
+    assert err.count("\n") == 1 and "python -m edgepose.bench.peers setup mediapipe" in err
+
+
+@pytest.mark.slow
+def test_real_mediapipe_peer_in_a_suite(assets, tmp_path):
+    """Needs the peer environment (python -m edgepose.bench.peers setup mediapipe)."""
+    from edgepose.bench.report import markdown
+    from edgepose.bench.runner import BenchOptions, run_suite
+
+    try:
+        peers.env_python("mediapipe")
+    except PeerEnvMissingError as e:
+        pytest.skip(str(e))
+    suite = _peer_suite(tmp_path, peer="mediapipe-pose-full", text=PEER_SUITE.replace(
+        "[movenet-lightning-int8-onnx]", "[blazepose-full, movenet-lightning-int8-onnx]").replace("frames: 6", "frames: 20"))
+    doc = run_suite(suite, BenchOptions(assets=str(assets), progress=False))
+    (e,) = doc["peers"]
+    assert e["peer_info"]["mediapipe"] == "0.10.21"
+    clip = e["clips"][0]
+    for n in ("mediapipe-pose-full", "edgepose blazepose-full", "edgepose movenet-lightning-int8-onnx"):
+        assert clip["pipelines"][n]["frames_with_person"] == 20
+    assert 0.2 < clip["ratios"]["edgepose blazepose-full"]["median"] < 5
+    assert "| mediapipe-pose-full (t1) | all clips | mediapipe-pose-full | 20 |" in markdown(doc)

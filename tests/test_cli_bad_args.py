@@ -142,6 +142,21 @@ def _cases(f: Path, busy: int):
         (["train", "no-such-recipe", "--out", folder], ["recipe 'no-such-recipe' not found", "smoke"]),
         (["train", "smoke", "--out", folder, "--train-device", "tpu"], ["--train-device", "invalid choice", "cuda"]),
         (["train", "smoke", "--out", afile], ["--out", "is a file"]),
+        # adapt (checks before torch, labelling or a model loads)
+        (["adapt", missing, "--out", folder], ["source", "missing.mp4", "does not exist"]),
+        (["adapt", "--out", folder], ["--from-collection", "exactly one"]),
+        (["adapt", afile, "--from-collection", folder, "--out", folder], ["--from-collection", "exactly one"]),
+        (["adapt", "--from-collection", missing, "--out", folder], ["--from-collection", "does not exist"]),
+        (["adapt", afile, "--out", afile], ["--out", "is a file"]),
+        (["adapt", afile, "--out", folder, "--frames", "600:10"], ["--frames", "START:STOP"]),
+        (["adapt", afile, "--out", folder, "--frames", "ten"], ["--frames", "START:STOP"]),
+        (["adapt", afile, "--out", folder, "--steps", "0"], ["--steps", ">= 1"]),
+        (["adapt", afile, "--out", folder, "--lr", "0"], ["--lr", "> 0"]),
+        (["adapt", afile, "--out", folder, "--gate-fraction", "0.9"], ["--gate-fraction", "<= 0.5"]),
+        (["adapt", afile, "--out", folder, "--target-macs", "1.5"], ["--target-macs", "<= 0.95"]),
+        (["adapt", afile, "--out", folder, "--student", "resnet"], ["--student", "invalid choice", "pruned"]),
+        (["adapt", afile, "--out", folder, "--current", missing], ["--current", "does not exist"]),
+        (["adapt", afile, "--out", folder], ["videos", "found under", "afile.txt"]),
         # compress (checks before torch or a model loads)
         (["compress", "--teacher", missing, "--model", garbage, "--out", folder], ["--teacher", "missing.mp4"]),
         (["compress", "--teacher", garbage, "--model", garbage, "--out", afile], ["--out", "afile.txt"]),
@@ -149,6 +164,14 @@ def _cases(f: Path, busy: int):
         (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--steps", "-1"], ["--steps"]),
         (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--device", "raspberry-pi-99"],
          ["raspberry-pi-99"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--progressive",
+          "--progressive-steps", "0"], ["--progressive-steps"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--progressive",
+          "--progressive-step-ratio", "0.9"], ["--progressive-step-ratio"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--progressive",
+          "--progressive-kd-steps", "-5"], ["--progressive-kd-steps"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--student", "--no-student"],
+         ["--no-student", "--student"]),
     ]
 
 

@@ -115,7 +115,8 @@ def test_compress_end_to_end_recommends_a_model_that_meets_the_floor(tmp_path, c
                str(m / "movenet_lightning_fp32.onnx"), "--out", str(out), "--steps", "2", "--ratio", "0.3",
                "--importance", "magnitude", "--data", str(extra / "gh_dusty-nv_jetson-inference"),
                "--data", str(extra / "gh_tensorflow_tfjs-models_history"),
-               "--cache-dir", str(tmp_path / "cache"), "--no-eval", "--no-int8-mixed", "--no-tflite", "--threads", "1"])
+               "--cache-dir", str(tmp_path / "cache"), "--no-eval", "--no-int8-mixed", "--no-tflite", "--threads", "1",
+               "--student"])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "report.json").read_text())
     by = {c["name"]: c for c in rep["candidates"]}
@@ -124,5 +125,32 @@ def test_compress_end_to_end_recommends_a_model_that_meets_the_floor(tmp_path, c
     chosen = by[rep["recommended_name"]]
     assert chosen["passes_floor"] and rep["recommended"] == chosen["path"] and (tmp_path / chosen["path"]).is_file()
     assert not by["student_int8"]["passes_floor"]
+    assert all(r["cpu_model"] and isinstance(r["isa_flags"], list) for r in rep["latency_ms"].values())
     md = (out / "report.md").read_text()
     assert "host ms (measured here" in md and rep["selection"]["reason"] in md and (out / "pareto.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_compress_default_skips_the_student_when_the_unpruned_int8_passes(tmp_path, capsys):
+    """Without --student, a passing int8 of the unpruned model means no minutes of distillation; the report says
+    why and names the option that trains the student anyway."""
+    import json
+
+    pytest.importorskip("torch_pruning")
+    from tests.conftest import ASSETS, MODELS
+
+    m = MODELS / "movenet"
+    out = tmp_path / "out"
+    rc = main(["compress", "--teacher", str(m / "movenet_thunder_fp32.onnx"), "--model",
+               str(m / "movenet_lightning_fp32.onnx"), "--out", str(out),
+               "--data", str(ASSETS / "data" / "train_extra" / "gh_dusty-nv_jetson-inference"),
+               "--cache-dir", str(tmp_path / "cache"), "--no-eval", "--no-int8-mixed", "--no-tflite", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    names = {c["name"] for c in rep["candidates"]}
+    if rep["recommended_name"] == "input_int8_ort":  # the int8 passed the held-out floor: no student
+        assert names == {"input_fp32", "input_int8_ort"} and "--student" in rep["student_skipped"]
+        assert "--student" in (out / "report.md").read_text()
+    else:  # it did not: the student is trained as before
+        assert "student_int8" in names

@@ -230,7 +230,7 @@ def test_exact_input_shift_centres_movenet_normalisation_on_pixel_128_and_refuse
     no such offset."""
     import torch
 
-    from edgepose.compression.export.tflite_export import _exact_input_shift
+    from edgepose.compression.quantize.tflite_int8 import _exact_input_shift
     from edgepose.compression.importer import import_movenet
 
     net = import_movenet(LIGHTNING)

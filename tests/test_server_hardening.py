@@ -19,7 +19,7 @@ import pytest
 
 from edgepose.offload import ClientOptions, OffloadClient
 from edgepose.server import PoseServedModel, PoseServer, ServedModel, ServerOptions
-from edgepose.server.protocol import decode_infer_response, encode_infer_request
+from edgepose.protocol import decode_infer_response, encode_infer_request
 
 pytestmark = pytest.mark.server
 

@@ -259,7 +259,7 @@ def test_fuzzed_http_requests_2000(server):
 
 def _load(server, pose_jpg, clients, requests):
     from edgepose.offload.timing import LatencyStats
-    from edgepose.server.protocol import encode_infer_request
+    from edgepose.protocol import encode_infer_request
 
     arr = np.empty(1, dtype=object)
     arr[0] = _jpeg(_crop(pose_jpg))

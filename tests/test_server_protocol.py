@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgepose.server.protocol import (
+from edgepose.protocol import (
     ProtocolError,
     decode_infer_response,
     deserialize_bytes,

@@ -162,7 +162,7 @@ def test_a_few_training_steps_lower_the_kd_loss(head):
 @pytest.mark.torch
 def test_train_student_runs_its_step_budget_and_lowers_the_loss(tmp_path):
     from edgepose.compression.data.augment import AugmentConfig
-    from edgepose.compression.train_student import TrainConfig, TrainReport, train
+    from edgepose.compression.train_student import StudentTrainConfig, TrainReport, train
 
     class _DS(torch.utils.data.Dataset):
         def __init__(self, batch):
@@ -180,15 +180,15 @@ def test_train_student_runs_its_step_budget_and_lowers_the_loss(tmp_path):
     torch.manual_seed(0)
     net = StudentNet(StudentConfig(input_size=64, width=0.5))
     ds = _DS(_maps_batch(8))
-    cfg = TrainConfig(steps=12, batch_size=4, lr=3e-3, warmup=2, eval_every=6, augment=AugmentConfig.none())
+    cfg = StudentTrainConfig(steps=12, batch_size=4, lr=3e-3, warmup=2, eval_every=6, augment=AugmentConfig.none())
     rep = train(HeatmapKD(net), None, cfg, input_size=64, scale=1, shift=0, progress=False, datasets=(ds, ds))
     assert rep.steps == list(range(1, 13)) and rep.val_steps == [0, 6, 12]
     assert np.mean(rep.train[-3:]) < 0.9 * rep.train[0]  # (eval-mode BN stats lag after 12 steps)
     assert len(rep.val) == 3 and np.all(np.isfinite(rep.val)) and set(rep.terms) == {"kd_heatmap"}
     path = rep.save_json(tmp_path / "curve.json")
     assert TrainReport(**__import__("json").loads(path.read_text())).steps == rep.steps
-    with pytest.raises(ValueError, match="TrainConfig.steps"):
-        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="StudentTrainConfig.steps"):
+        StudentTrainConfig(steps=0)
 
 
 @pytest.mark.torch

@@ -239,7 +239,7 @@ def test_one_euro_restarts_on_a_timestamp_not_after_the_last_and_rejects_a_bad_s
 def test_offline_one_euro_replay_uses_the_estimators_crop_side():
     from edgepose.video.tracks import one_euro_track, roi_sides
     from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
-    from edgepose.video.tracker import roi_from_keypoints
+    from edgepose.models.roi import roi_from_keypoints
 
     _, noisy = walking_track(n=20)
     noisy[7] = np.nan  # pose lost: the next crop is the full frame and the filter restarts

@@ -22,7 +22,7 @@ def _randomised(kind):
 
 @pytest.mark.parametrize("kind", ["smoother", "recovery"])
 def test_exported_model_matches_torch_through_the_runtime_backend(kind, tmp_path):
-    from edgepose.compression.temporal.export import PARITY_ATOL, example_input, export_onnx
+    from edgepose.compression.export.temporal import PARITY_ATOL, example_input, export_onnx
     from edgepose.video._temporal import TemporalModel
 
     model = _randomised(kind)
@@ -43,7 +43,7 @@ def test_exported_model_matches_torch_through_the_runtime_backend(kind, tmp_path
 
 
 def test_runtime_refuses_a_model_of_the_other_kind(tmp_path):
-    from edgepose.compression.temporal.export import export_onnx
+    from edgepose.compression.export.temporal import export_onnx
     from edgepose.errors import ModelLoadError
     from edgepose.video._temporal import TemporalModel
 

@@ -25,7 +25,7 @@ def _track(n=60, seed=0):
 
 
 def _export(tmp_path, *, zero_decoder: bool, scores: bool = False):
-    from edgepose.compression.temporal.export import export_onnx
+    from edgepose.compression.export.temporal import export_onnx
     from edgepose.compression.temporal.models import TemporalNetConfig, build
 
     torch.manual_seed(0)
@@ -118,10 +118,10 @@ def test_prefiltered_model_needs_frame_times(tmp_path):
 def test_few_prior_training_steps_lower_the_loss_below_one_euro():
     """On a synthetic jittery walk the correction learns something One Euro does not do."""
     from edgepose.compression.temporal.models import TemporalNetConfig
-    from edgepose.compression.temporal.train import SeqBatcher, TrainConfig, seq_loss
+    from edgepose.compression.temporal.train import SeqBatcher, TemporalTrainConfig, seq_loss
     from edgepose.compression.temporal.windows import Seq, WindowBank
 
-    cfg = TrainConfig(net=TemporalNetConfig(window=16, hidden=32, blocks=1, dropout=0.0), prior=True,
+    cfg = TemporalTrainConfig(net=TemporalNetConfig(window=16, hidden=32, blocks=1, dropout=0.0), prior=True,
                       max_delay=0, zero_lag_prob=1.0, batch=16, emit_frames=4, start_pad_prob=0.0)
     rng = np.random.default_rng(1)
     seqs = []
@@ -153,7 +153,7 @@ def test_few_prior_training_steps_lower_the_loss_below_one_euro():
 def test_tflite_export_of_the_temporal_models_matches_torch_and_onnx(kind, prior, tmp_path):
     """TFLite (litert-torch, one 34-channel window) = torch; the runtime runs it window by window."""
     pytest.importorskip("litert_torch")
-    from edgepose.compression.temporal.export import PARITY_ATOL, example_input, export_onnx, export_tflite
+    from edgepose.compression.export.temporal import PARITY_ATOL, example_input, export_onnx, export_tflite
     from edgepose.compression.temporal.models import TemporalNetConfig, build
     from edgepose.video._temporal import TemporalModel
 

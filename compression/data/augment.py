@@ -16,6 +16,7 @@ import numpy as np
 from edgepose.models._crop import _index_matrix, apply_affine
 
 from ..importer.movenet import FLIP_PAIRS
+from edgepose.errors import ConfigError
 
 _FLIP_PERM = np.arange(17)
 for _a, _b in FLIP_PAIRS:
@@ -49,9 +50,9 @@ class AugmentConfig:
     def __post_init__(self):
         for f in ("flip", "blur", "cutout"):
             if not 0.0 <= getattr(self, f) <= 1.0:
-                raise ValueError(f"AugmentConfig.{f} is a probability in [0, 1], got {getattr(self, f)!r}")
+                raise ConfigError(f"AugmentConfig.{f} is a probability in [0, 1], got {getattr(self, f)!r}")
         if not 0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"AugmentConfig.scale must be (min, max) with 0 < min <= max, got {self.scale!r}")
+            raise ConfigError(f"AugmentConfig.scale must be (min, max) with 0 < min <= max, got {self.scale!r}")
 
     @staticmethod
     def none() -> "AugmentConfig":

@@ -22,6 +22,8 @@ import numpy as np
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 
 from .sources import MediaItem, iter_frames
+from edgepose.errors import ConfigError, MissingFileError
+from edgepose._hash import sha256_file as _file_sha
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +63,14 @@ class LabelConfig:
     def __post_init__(self):
         for f in ("video_stride", "max_frames_per_video", "max_people"):
             if getattr(self, f) < 1:
-                raise ValueError(f"LabelConfig.{f} must be >= 1, got {getattr(self, f)!r}")
+                raise ConfigError(f"LabelConfig.{f} must be >= 1, got {getattr(self, f)!r}")
         if not 1.0 <= self.crop_scale <= 3.0:
-            raise ValueError(f"LabelConfig.crop_scale must be in [1, 3], got {self.crop_scale!r}")
+            raise ConfigError(f"LabelConfig.crop_scale must be in [1, 3], got {self.crop_scale!r}")
         if not os.path.isfile(self.teacher):
-            raise FileNotFoundError(f"teacher model not found: {self.teacher!r}; pass the MoveNet "
+            raise MissingFileError(f"teacher model not found: {self.teacher!r}; pass the MoveNet "
                                     "Thunder ONNX, e.g. $EDGEPOSE_ASSETS/models/movenet/movenet_thunder_fp32.onnx")
         if self.detector is not None and not os.path.isfile(self.detector):
-            raise FileNotFoundError(f"detector model not found: {self.detector!r}; pass "
+            raise MissingFileError(f"detector model not found: {self.detector!r}; pass "
                                     "movenet_multipose_lightning_fp32.onnx or detector=None")
 
 
@@ -171,14 +173,6 @@ class PersonDetector:
         return sorted(dets, key=lambda d: -d[0])
 
 
-def _file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(items: list[MediaItem], cfg: LabelConfig) -> str:
     """Content hash of the media (bytes + frame ranges), the models and the config."""
     h = hashlib.sha256()
@@ -187,7 +181,7 @@ def cache_key(items: list[MediaItem], cfg: LabelConfig) -> str:
     conf["detector"] = _file_sha(cfg.detector) if cfg.detector else None
     h.update(json.dumps(conf, sort_keys=True).encode())
     for it in sorted(items, key=lambda i: (i.path, i.start)):
-        h.update(f"{_file_sha(it.path)}:{it.kind}:{it.start}:{it.stop}\n".encode())
+        h.update(f"{_file_sha(it.path)}:{it.kind}:{it.start}:{it.stop}{':crop' if it.crop else ''}\n".encode())
     return h.hexdigest()
 
 
@@ -228,7 +222,7 @@ def label_media(items: list[MediaItem], cfg: LabelConfig, cache_dir: str | os.Pa
         stride = _video_stride(item, cfg) if item.kind == "video" else 1
         for fi, frame in iter_frames(item, stride=stride):
             h, w = frame.shape[:2]
-            if detector is None:
+            if detector is None or item.crop:  # a pool crop is one person already
                 rois = [Roi.full_frame(w, h)]
             else:
                 rois = [Roi.from_box(*box, scale=cfg.crop_scale) for s, box in detector(frame)
@@ -246,7 +240,7 @@ def label_media(items: list[MediaItem], cfg: LabelConfig, cache_dir: str | os.Pa
                 maps.append(np.clip(np.rint(m * 255.0), 0, 255).astype(np.uint8))
                 srcs.append(f"{item.path}#{fi}")
     if not kps:
-        raise ValueError(f"the teacher kept no person crop from {len(items)} files: lower "
+        raise ConfigError(f"the teacher kept no person crop from {len(items)} files: lower "
                          "min_person_score / min_teacher_score or check the data folder")
     offsets = np.concatenate([[0], np.cumsum([len(j) for j in jpegs])]).astype(np.int64)
     labels = LabelSet(np.concatenate(jpegs), offsets, np.stack(kps), np.stack(maps), srcs, size, str(path))

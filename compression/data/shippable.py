@@ -13,6 +13,11 @@ Kinetics clips, celebrity or press photos, or pictures whose provenance is not s
 repository licence covers the code, not third-party pictures. A folder that appears in
 ``train_extra`` but in neither list is an error: new material is reviewed, never shipped by
 default.
+
+The person-crop pool ``data/train_pool`` (added 2026-12) is classified per source folder
+(:data:`POOL_ALLOWED` / :data:`POOL_EXCLUDED`, from its README.md): only the two CC BY 4.0 Roboflow
+exports, minus their COCO pictures, ship (1,704 crops); the research-only / unclear sources
+(clothing-co-parsing, VikramShenoy97, TigerandRosa) and tiny_coco are for experiments only.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import logging
 import os
 from pathlib import Path
 
-from .sources import MediaItem, scan_media
+from .sources import POOL_DIR, MediaItem, pool_folder, pool_rows, pool_sources, scan_media
+from edgepose.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,25 @@ EXCLUDED: dict[str, str] = {
     "pypi_insightface": "CAVEAT: no licence declared, image provenance not stated",
 }
 
+#: train_pool source folders (``crops/<folder>``) a shipped model may use -> the licence the pool's
+#: README.md states. Per crop, a COCO image (``coco_id`` in manifest.csv) is still excluded: COCO
+#: pictures carry Flickr licences, not the Roboflow export's (the same rule as train_extra).
+POOL_ALLOWED: dict[str, str] = {
+    "brianhuster_human-dataset": "CC BY 4.0 (Roboflow 'Human Dataset v2' v6; attribution required)",
+    "ahsanirfan961_Person-Tracker": "CC BY 4.0 (Roboflow 'Capston2' v11; attribution required); repo MIT",
+}
+
+#: train_pool source folders a shipped model must NOT use -> why. Research-only / unclear sources
+#: stay usable for experiments (``pool_sources(root)`` without the licence rule): never for a
+#: model the project ships.
+POOL_EXCLUDED: dict[str, str] = {
+    "bearpaw_clothing-co-parsing": "research-only / unclear: web photos of the CCP research dataset "
+                                   "(the repo's Apache-2.0 covers the code)",
+    "VikramShenoy97_Human-Segmentation-Dataset": "research-only / unclear: no licence; Google Image Search + GRAZ-01",
+    "TigerandRosa_paper_code": "research-only / unclear: SHWD-derived images, source licence not stated",
+    "lizhogn_tiny_coco_dataset": "COCO photos (COCO / Flickr licences per image)",
+}
+
 #: The shippable videos outside train_extra (relative to the assets data folder) and their
 #: training frame ranges [start, stop) per $EDGEPOSE_ASSETS/ASSETS.md (the rest of each clip is evaluation only).
 VIDEOS: tuple[tuple[str, int, int | None], ...] = (
@@ -88,7 +113,7 @@ def classify_folders(train_extra: str | os.PathLike) -> tuple[list[str], list[st
     names = sorted(p.name for p in Path(train_extra).iterdir() if p.is_dir())
     unknown = [n for n in names if n not in ALLOWED and n not in EXCLUDED]
     if unknown:
-        raise ValueError(f"train_extra folder(s) {unknown} are not reviewed for shipping: read their licence in "
+        raise ConfigError(f"train_extra folder(s) {unknown} are not reviewed for shipping: read their licence in "
                          "PROVENANCE.md and add each to compression/data/shippable.py ALLOWED or EXCLUDED")
     return [n for n in names if n in ALLOWED], [n for n in names if n in EXCLUDED]
 
@@ -117,9 +142,28 @@ def shippable_sources(data_root: str | os.PathLike) -> list[MediaItem]:
             except ValueError:  # an allowed folder without media: nothing to add
                 log.warning("no media in %s", extra / name)
     if not items:
-        raise FileNotFoundError(f"no shippable training material under {str(root)!r}; pass the assets "
+        raise MissingFileError(f"no shippable training material under {str(root)!r}; pass the assets "
                                 "data folder ($EDGEPOSE_ASSETS/data)")
     return items
+
+
+def pool_row_shippable(row: dict) -> bool:
+    """Whether one train_pool manifest row may train a shipped model (:data:`POOL_ALLOWED`, no COCO id).
+
+    Raises:
+        ConfigError: its source folder is in neither :data:`POOL_ALLOWED` nor :data:`POOL_EXCLUDED`.
+    """
+    folder = pool_folder(row)
+    if folder not in POOL_ALLOWED and folder not in POOL_EXCLUDED:
+        raise ConfigError(f"train_pool source {folder!r} is not reviewed for shipping: read its licence in "
+                          "train_pool/README.md and add it to compression/data/shippable.py POOL_ALLOWED or "
+                          "POOL_EXCLUDED")
+    return folder in POOL_ALLOWED and not (row.get("coco_id") or "").strip()
+
+
+def shippable_pool(data_root: str | os.PathLike) -> list[MediaItem]:
+    """The train_pool crops a shipped model may be trained on (1,704 of 4,635 in the 2026-12 pool)."""
+    return pool_sources(data_root, keep=pool_row_shippable)
 
 
 def is_shippable(item: MediaItem, data_root: str | os.PathLike) -> bool:
@@ -129,6 +173,10 @@ def is_shippable(item: MediaItem, data_root: str | os.PathLike) -> bool:
     for rel, start, stop in VIDEOS:
         if p == (root / rel).resolve():
             return item.start >= start and (stop is None or (item.stop is not None and item.stop <= stop))
+    pool = root / POOL_DIR
+    if pool in p.parents:
+        rel = p.relative_to(pool).as_posix()
+        return any(r["file"] == rel and pool_row_shippable(r) for r in pool_rows(root))
     try:
         rel_parts = p.relative_to(root / "train_extra").parts
     except ValueError:
@@ -136,4 +184,5 @@ def is_shippable(item: MediaItem, data_root: str | os.PathLike) -> bool:
     return len(rel_parts) >= 2 and rel_parts[0] in ALLOWED
 
 
-__all__ = ["ALLOWED", "EXCLUDED", "VIDEOS", "classify_folders", "is_shippable", "shippable_sources"]
+__all__ = ["ALLOWED", "EXCLUDED", "POOL_ALLOWED", "POOL_EXCLUDED", "VIDEOS", "classify_folders", "is_shippable",
+           "pool_row_shippable", "shippable_pool", "shippable_sources"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from edgepose.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,15 @@ class MediaItem:
         path: the file.
         kind: ``"image"`` or ``"video"``.
         start, stop: frame range [start, stop) for videos (stop None = to the end).
+        crop: the image is already one person's crop (the training pool): labelled whole, never
+            run through the person detector.
     """
 
     path: str
     kind: str
     start: int = 0
     stop: int | None = None
+    crop: bool = False
 
 
 def _is_eval_path(path: Path) -> bool:
@@ -67,20 +71,20 @@ def scan_media(paths, *, allow_eval: bool = False) -> list[MediaItem]:
     items: list[MediaItem] = []
     for p in map(Path, paths):
         if not p.exists():
-            raise FileNotFoundError(f"training data path not found: {str(p)!r}; pass a folder of images/videos")
+            raise MissingFileError(f"training data path not found: {str(p)!r}; pass a folder of images/videos")
         files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
         for f in files:
             ext = f.suffix.lower()
             if ext not in IMAGE_EXTS + VIDEO_EXTS:
                 continue
             if not allow_eval and _is_eval_path(f):
-                raise ValueError(
+                raise ConfigError(
                     f"{str(f)!r} is in the evaluation set ({', '.join(EVAL_DIRS)}); never train or "
                     "calibrate on it. Point --data at training material (see $EDGEPOSE_ASSETS/ASSETS.md: "
                     "data/train_extra, vtest.avi frames 0-599, body3d_demo.mp4 frames 0-298)")
             items.append(MediaItem(str(f), "image" if ext in IMAGE_EXTS else "video"))
     if not items:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) or videos ({', '.join(VIDEO_EXTS)}) "
+        raise ConfigError(f"no images ({', '.join(IMAGE_EXTS)}) or videos ({', '.join(VIDEO_EXTS)}) "
                          f"found under {[str(p) for p in paths]}")
     return items
 
@@ -101,8 +105,47 @@ def training_sources(data_root: str | os.PathLike) -> list[MediaItem]:
     if extra.is_dir():
         items.extend(scan_media(extra))
     if not items:
-        raise FileNotFoundError(f"no training material found under {str(root)!r}; set the assets "
+        raise MissingFileError(f"no training material found under {str(root)!r}; set the assets "
                                 "data folder ($EDGEPOSE_ASSETS/data) or pass --data DIR")
+    return items
+
+
+#: The person-crop pool (relative to the assets ``data`` folder): ``crops/<source>/*.jpg`` + manifest.csv.
+POOL_DIR = "train_pool"
+
+
+def pool_rows(data_root: str | os.PathLike) -> list[dict]:
+    """The rows of ``train_pool/manifest.csv`` (``file``, ``source``, ``coco_id``, ...), file order."""
+    import csv
+
+    man = Path(data_root) / POOL_DIR / "manifest.csv"
+    if not man.is_file():
+        raise MissingFileError(f"no training pool manifest at {str(man)!r}; pass the assets data folder "
+                               "($EDGEPOSE_ASSETS/data) that holds train_pool/")
+    with open(man, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pool_folder(row: dict) -> str:
+    """The pool source folder of a manifest row (``crops/<folder>/<name>.jpg``)."""
+    return row["file"].split("/")[1]
+
+
+def pool_sources(data_root: str | os.PathLike, keep=None) -> list[MediaItem]:
+    """The person crops of ``train_pool`` as :class:`MediaItem` s with ``crop=True`` (labelled whole).
+
+    Args:
+        data_root: the assets ``data`` folder.
+        keep: optional predicate on a manifest row (e.g. the licence rule of
+            :func:`~.shippable.pool_row_shippable`); None = every crop (research use only: three
+            sources are research-only / unclear, see the pool's README.md).
+    """
+    root = Path(data_root) / POOL_DIR
+    items = [MediaItem(str(root / r["file"]), "image", crop=True) for r in pool_rows(data_root)
+             if keep is None or keep(r)]
+    missing = [i.path for i in items[:50] if not os.path.isfile(i.path)]
+    if missing:
+        raise MissingFileError(f"training pool crop(s) missing, e.g. {missing[0]!r}: the pool is incomplete")
     return items
 
 
@@ -112,7 +155,7 @@ def read_image(path: str) -> np.ndarray:
 
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"cannot decode image {path!r}")
+        raise ConfigError(f"cannot decode image {path!r}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -125,7 +168,7 @@ def iter_frames(item: MediaItem, *, stride: int = 1) -> Iterator[tuple[int, np.n
 
     cap = cv2.VideoCapture(item.path)
     if not cap.isOpened():
-        raise ValueError(f"cannot open video {item.path!r}")
+        raise ConfigError(f"cannot open video {item.path!r}")
     try:
         idx = 0
         while True:

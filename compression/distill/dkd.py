@@ -36,6 +36,7 @@ from ..train import LossModule
 from ..data.augment import AugmentConfig, augment
 from .distill import DistillReport
 from .vitkd import heatmap_kd, output_kd
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def collect_clips(videos: list[tuple[str, int, int | None]], cfg: ClipConfig, ca
     from tqdm import tqdm
 
     from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
-    from edgepose.video.tracker import roi_from_keypoints
+    from edgepose.models.roi import roi_from_keypoints
 
     from ..data.labels import OnnxTeacher, PersonDetector, _file_sha
     from ..data.sources import _is_eval_path
@@ -107,7 +108,7 @@ def collect_clips(videos: list[tuple[str, int, int | None]], cfg: ClipConfig, ca
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     for p, a, b in videos:
         if _is_eval_path(Path(p)):
-            raise ValueError(f"{p!r} is in the evaluation set; never train on it")
+            raise ConfigError(f"{p!r} is in the evaluation set; never train on it")
         h.update(f"{_file_sha(p)}:{a}:{b}\n".encode())
     h.update(_file_sha(cfg.teacher).encode())
     path = Path(cache_dir) / f"dkd-clips-{h.hexdigest()[:20]}.npz"
@@ -166,7 +167,7 @@ def collect_clips(videos: list[tuple[str, int, int | None]], cfg: ClipConfig, ca
                 roi = roi_from_keypoints(xy, k[:, 2], (frame.shape[1], frame.shape[0]))
             seg_id += 1
     if not imgs:
-        raise ValueError(f"collect_clips kept no frame from {len(videos)} videos")
+        raise ConfigError(f"collect_clips kept no frame from {len(videos)} videos")
     clips = ClipSet(np.stack(imgs), np.stack(maps), np.stack(kps), np.asarray(segs, np.int64), srcs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -273,9 +274,9 @@ class DKDTrainConfig:
     def __post_init__(self):
         for f in ("steps", "batch_size"):
             if getattr(self, f) < 1:
-                raise ValueError(f"DKDTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
+                raise ConfigError(f"DKDTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
         if self.clip_length < 2:
-            raise ValueError(f"DKDTrainConfig.clip_length must be >= 2, got {self.clip_length!r}")
+            raise ConfigError(f"DKDTrainConfig.clip_length must be >= 2, got {self.clip_length!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..students.cnn import Branch, ConvBNAct, Encoder, StudentConfig, StudentNet
 from ..students.losses import teacher_kd_terms
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,20 @@ class OKDHPConfig:
 
     def __post_init__(self):
         if len(self.branches) < 2:
-            raise ValueError(f"OKDHPConfig.branches needs >= 2 branches, got {len(self.branches)}")
+            raise ConfigError(f"OKDHPConfig.branches needs >= 2 branches, got {len(self.branches)}")
         if any(len(b) != 2 or min(b) <= 0 for b in self.branches):
-            raise ValueError(f"OKDHPConfig.branches must be (width, depth) pairs > 0, got {self.branches!r}")
+            raise ConfigError(f"OKDHPConfig.branches must be (width, depth) pairs > 0, got {self.branches!r}")
         if self.loss not in ("mse", "bce"):
-            raise ValueError(f"OKDHPConfig.loss must be 'mse' or 'bce', got {self.loss!r}")
+            raise ConfigError(f"OKDHPConfig.loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.w_spatial < 0:
-            raise ValueError(f"OKDHPConfig.w_spatial must be >= 0, got {self.w_spatial!r}")
+            raise ConfigError(f"OKDHPConfig.w_spatial must be >= 0, got {self.w_spatial!r}")
         if self.temperature <= 0:
-            raise ValueError(f"OKDHPConfig.temperature must be > 0, got {self.temperature!r}")
+            raise ConfigError(f"OKDHPConfig.temperature must be > 0, got {self.temperature!r}")
         for f in ("w_teacher", "w_ensemble", "w_kl"):
             if getattr(self, f) < 0:
-                raise ValueError(f"OKDHPConfig.{f} must be >= 0, got {getattr(self, f)!r}")
+                raise ConfigError(f"OKDHPConfig.{f} must be >= 0, got {getattr(self, f)!r}")
         if self.fau_channels < 1 or any(k < 1 or k % 2 == 0 for k in self.fau_kernels):
-            raise ValueError(f"OKDHPConfig.fau_channels must be >= 1 and fau_kernels odd, got "
+            raise ConfigError(f"OKDHPConfig.fau_channels must be >= 1 and fau_kernels odd, got "
                              f"{self.fau_channels!r}, {self.fau_kernels!r}")
 
     def to_dict(self) -> dict:
@@ -126,7 +127,7 @@ class OKDHP(nn.Module):
     def __init__(self, student_cfg: StudentConfig, cfg: OKDHPConfig = OKDHPConfig()):
         super().__init__()
         if student_cfg.head != "heatmap":
-            raise ValueError(f"OKDHP distils heatmap students; StudentConfig.head is {student_cfg.head!r}")
+            raise ConfigError(f"OKDHP distils heatmap students; StudentConfig.head is {student_cfg.head!r}")
         self.cfg = cfg
         self.student_cfg = student_cfg
         self.branch_cfgs = [replace(student_cfg, branch_width=w, branch_depth=d) for w, d in cfg.branches]
@@ -182,7 +183,7 @@ class OKDHP(nn.Module):
     def branch_student(self, index: int) -> StudentNet:
         """Branch ``index`` with the shared encoder as a standalone :class:`StudentNet` (eval mode)."""
         if not 0 <= index < len(self.branches):
-            raise ValueError(f"branch index must be in [0, {len(self.branches)}), got {index!r}")
+            raise ConfigError(f"branch index must be in [0, {len(self.branches)}), got {index!r}")
         net = StudentNet(self.branch_cfgs[index])
         net.encoder.load_state_dict(self.encoder.state_dict())
         net.branch.load_state_dict(self.branches[index].state_dict())

@@ -35,6 +35,7 @@ from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
 from .distill import DistillReport
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ class ViTKDConfig:
 
     def __post_init__(self):
         if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"ViTKDConfig.mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
+            raise ConfigError(f"ViTKDConfig.mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
         for f in ("w_mimic", "w_generate", "w_heatmap"):
             if getattr(self, f) < 0:
-                raise ValueError(f"ViTKDConfig.{f} must be >= 0, got {getattr(self, f)!r}")
+                raise ConfigError(f"ViTKDConfig.{f} must be >= 0, got {getattr(self, f)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +135,7 @@ class ViTKD(nn.Module):
         n, t, _ = s_tokens.shape
         gh, gw = self.grid
         if gh * gw != t:
-            raise ValueError(f"ViTKD grid {self.grid} has {gh * gw} cells but the features have {t} tokens")
+            raise ConfigError(f"ViTKD grid {self.grid} has {gh * gw} cells but the features have {t} tokens")
         x = self.gen_align(s_tokens)
         m = mask.to(x.dtype).unsqueeze(-1)
         x = x * (1.0 - m) + self.mask_token.to(x.dtype) * m
@@ -239,9 +240,9 @@ class ViTTrainConfig:
     def __post_init__(self):
         for f in ("steps", "batch_size", "eval_every"):
             if getattr(self, f) < 1:
-                raise ValueError(f"ViTTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
+                raise ConfigError(f"ViTTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
         if self.lr <= 0:
-            raise ValueError(f"ViTTrainConfig.lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"ViTTrainConfig.lr must be > 0, got {self.lr!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -311,10 +312,10 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
     from ..train import Trainer, TrainerConfig
 
     if vitkd is not None and teacher is None:
-        raise ValueError("train_vit: vitkd needs a teacher (a ViT with forward_features)")
+        raise ConfigError("train_vit: vitkd needs a teacher (a ViT with forward_features)")
     h, w = student.cfg.input_size
     if h != w:
-        raise ValueError(f"train_vit: label crops are square; student input_size {student.cfg.input_size} is not")
+        raise ConfigError(f"train_vit: label crops are square; student input_size {student.cfg.input_size} is not")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -323,7 +324,7 @@ def train_vit(student: nn.Module, labels: LabelSet, cfg: ViTTrainConfig = ViTTra
     params = list(student.parameters())
     if vitkd is not None:
         if teacher.cfg.grid != student.cfg.grid:
-            raise ValueError(f"train_vit: teacher grid {teacher.cfg.grid} != student grid {student.cfg.grid}")
+            raise ConfigError(f"train_vit: teacher grid {teacher.cfg.grid} != student grid {student.cfg.grid}")
         kd = ViTKD(student.cfg.dim, teacher.cfg.dim, student.cfg.grid, vitkd)
         params += list(kd.parameters())
     w_heat = vitkd.w_heatmap if vitkd is not None else 1.0

@@ -7,7 +7,6 @@ keys are prefixed ``edgepose.`` and come back through ``OrtBackend.metadata``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 
 from ..importer.movenet import MoveNetDeploy, MoveNetTorch
+from edgepose.errors import CompressionError, ConfigError
+from edgepose._hash import sha256_file as sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.parity_tol_px <= 0:
-            raise ValueError(f"ExportConfig.parity_tol_px must be > 0, got {self.parity_tol_px!r}")
+            raise ConfigError(f"ExportConfig.parity_tol_px must be > 0, got {self.parity_tol_px!r}")
         if self.check_inputs < 1:
-            raise ValueError(f"ExportConfig.check_inputs must be >= 1, got {self.check_inputs!r}")
+            raise ConfigError(f"ExportConfig.check_inputs must be >= 1, got {self.check_inputs!r}")
 
 
 @dataclass
@@ -73,15 +74,6 @@ class ExportResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sha256_of(path) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_metadata(net: MoveNetTorch, cfg: ExportConfig, compression: dict | None = None) -> dict[str, str]:
@@ -169,7 +161,7 @@ def export_onnx(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig = 
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise RuntimeError(f"exported ONNX failed the checker: {exc}") from exc
+        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
     onnx.save(model, os.fspath(path))
     log.info("exported %s in %.1fs", path, time.perf_counter() - t0)
     rng = np.random.default_rng(0)
@@ -178,7 +170,7 @@ def export_onnx(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig = 
         inputs.append(rng.integers(0, 256, size=(1, h, w, 3), dtype=np.int32))
     max_px, max_sc = parity(path, deploy, inputs, max(w, h))
     if max_px > cfg.parity_tol_px:
-        raise RuntimeError(f"ONNX export of {net.name!r} differs from torch by {max_px:.3f} px "
+        raise CompressionError(f"ONNX export of {net.name!r} differs from torch by {max_px:.3f} px "
                            f"(> parity_tol_px={cfg.parity_tol_px}); the file is at {str(path)!r} for inspection")
     return ExportResult(os.fspath(path), sha256_of(path), max_px, max_sc, meta)
 

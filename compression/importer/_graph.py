@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _pads(attrs: dict, rank: int = 2) -> tuple[int, int, int, int] | None:
     """ONNX [top, left, bottom, right] pads -> F.pad (left, right, top, bottom), None when zero."""
     p = list(attrs.get("pads", [0] * 2 * rank))
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise ValueError(f"auto_pad={attrs['auto_pad']!r} is not supported by the ONNX importer; "
+        raise ConfigError(f"auto_pad={attrs['auto_pad']!r} is not supported by the ONNX importer; "
                          "re-export the model with explicit pads")
     if not any(p):
         return None
@@ -190,7 +191,7 @@ def preprocess_affine(graph, consts, start: str, stop: str) -> tuple[np.ndarray,
     while t != start:
         node = producers.get(t)
         if node is None or node.op_type not in _PRE_OPS:
-            raise ValueError(f"unsupported preprocessing op {getattr(node, 'op_type', None)!r} "
+            raise ConfigError(f"unsupported preprocessing op {getattr(node, 'op_type', None)!r} "
                              f"before the NCHW transpose (supported: {', '.join(_PRE_OPS)})")
         chain.append(node)
         t = node.input[0]
@@ -204,7 +205,7 @@ def preprocess_affine(graph, consts, start: str, stop: str) -> tuple[np.ndarray,
             else:
                 other = consts.get(node.input[1])
                 if other is None:
-                    raise ValueError(f"preprocessing op {node.name!r} has a non-constant operand; "
+                    raise ConfigError(f"preprocessing op {node.name!r} has a non-constant operand; "
                                      "only constant elementwise normalisation can be folded")
                 other = other.astype(np.float64).reshape(-1)[-3:] if other.size > 1 else float(other)
                 y = {"Sub": np.subtract, "Mul": np.multiply, "Add": np.add,
@@ -228,15 +229,15 @@ def build_body(model, *, restore_bn: bool = False) -> tuple[OnnxBody, dict]:
     consts = _initializers(graph)
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
-        raise ValueError(f"the ONNX importer needs exactly one image input, found {len(inputs)}: "
+        raise ConfigError(f"the ONNX importer needs exactly one image input, found {len(inputs)}: "
                          f"{[i.name for i in inputs]}")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[3] != 3:
-        raise ValueError(f"input {inputs[0].name!r} has shape {dims}; expected NHWC [1, H, W, 3]")
+        raise ConfigError(f"input {inputs[0].name!r} has shape {dims}; expected NHWC [1, H, W, 3]")
     transposes = [n for n in graph.node if n.op_type == "Transpose"
                   and list(_attrs(n).get("perm", [])) == [0, 3, 1, 2]]
     if not transposes:
-        raise ValueError("no NHWC->NCHW Transpose found after the input; the importer expects a "
+        raise ConfigError("no NHWC->NCHW Transpose found after the input; the importer expects a "
                          "tfjs/tf2onnx-style graph")
     entry = transposes[0]
     scale, shift = preprocess_affine(graph, consts, inputs[0].name, entry.input[0])
@@ -273,9 +274,9 @@ def build_body(model, *, restore_bn: bool = False) -> tuple[OnnxBody, dict]:
         elif node.op_type == "Resize":
             mode = attrs.get("mode", "nearest")
             if mode not in ("linear", "nearest"):
-                raise ValueError(f"Resize mode {mode!r} is not supported (supported: linear, nearest)")
+                raise ConfigError(f"Resize mode {mode!r} is not supported (supported: linear, nearest)")
             if mode == "linear" and attrs.get("coordinate_transformation_mode") not in ("half_pixel", "pytorch_half_pixel"):
-                raise ValueError("linear Resize must use half_pixel coordinates to match torch; got "
+                raise ConfigError("linear Resize must use half_pixel coordinates to match torch; got "
                                  f"{attrs.get('coordinate_transformation_mode')!r}")
             scales = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
             sizes = consts.get(node.input[3]) if len(node.input) > 3 else None
@@ -284,7 +285,7 @@ def build_body(model, *, restore_bn: bool = False) -> tuple[OnnxBody, dict]:
             elif sizes is not None:
                 step.params["size"] = (int(sizes[2]), int(sizes[3]))
             else:
-                raise ValueError(f"Resize {node.name!r} needs constant scales or sizes")
+                raise ConfigError(f"Resize {node.name!r} needs constant scales or sizes")
             step.params["mode"] = "bilinear" if mode == "linear" else "nearest"
         elif node.op_type == "Concat":
             step.params["axis"] = int(attrs["axis"])
@@ -305,7 +306,7 @@ def build_body(model, *, restore_bn: bool = False) -> tuple[OnnxBody, dict]:
     consumers_outside.extend(o.name for o in graph.output if o.name in body_outputs)
     heads = list(dict.fromkeys(consumers_outside))
     if not heads:
-        raise ValueError("the importer found no head outputs (no body tensor is read outside the body)")
+        raise ConfigError("the importer found no head outputs (no body tensor is read outside the body)")
     body = OnnxBody(steps, convs, entry.output[0], heads, heads)
     info = dict(input_size=(dims[2], dims[1]), scale=scale, shift=shift, consts=consts,
                 producers={o: n for n in graph.node for o in n.output}, graph=graph)

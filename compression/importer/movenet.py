@@ -17,7 +17,6 @@ input cast / normalisation and the same decoder in torch, for export as a drop-i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -27,6 +26,8 @@ import torch
 from torch import nn
 
 from ._graph import OnnxBody, build_body
+from edgepose.errors import ConfigError, MissingFileError
+from edgepose._hash import sha256_file as _sha256
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,6 @@ class MoveNetTorch(nn.Module):
         return out
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _decode_constants(info) -> DecodeConstants:
     consts, graph = info["consts"], info["graph"]
     cw = ds = osc = None
@@ -137,7 +130,7 @@ def _decode_constants(info) -> DecodeConstants:
                 getattr(producers.get(i), "op_type", "") == "Sqrt" for i in node.input):
             ds = float(cin[0])
     if cw is None or ds is None or osc is None:
-        raise ValueError("this ONNX file does not have MoveNet SinglePose's post-processing "
+        raise ConfigError("this ONNX file does not have MoveNet SinglePose's post-processing "
                          "(centre prior Mul, Sqrt distance, output scale); import it with "
                          "compression.importer.build_body and write its decoder")
     return DecodeConstants(cw, ds, osc)
@@ -158,7 +151,7 @@ def import_movenet(path: str | os.PathLike, cfg: ImportConfig = ImportConfig()) 
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"teacher/model file not found: {path!r}; pass the path of a MoveNet "
+        raise MissingFileError(f"teacher/model file not found: {path!r}; pass the path of a MoveNet "
                                 "SinglePose .onnx (e.g. $EDGEPOSE_ASSETS/models/movenet/"
                                 "movenet_lightning_fp32.onnx)")
     model = onnx.load(path)
@@ -174,7 +167,7 @@ def import_movenet(path: str | os.PathLike, cfg: ImportConfig = ImportConfig()) 
             if scope in conv_out:
                 by_head[head] = t
     if sorted(by_head) != sorted(HEADS):
-        raise ValueError(f"{path!r}: expected MoveNet heads {HEADS}, found head tensors "
+        raise ConfigError(f"{path!r}: expected MoveNet heads {HEADS}, found head tensors "
                          f"{body.head_tensors}; this is not a MoveNet SinglePose graph")
     body.head_tensors = [by_head[h] for h in HEADS]
     body.head_names = list(HEADS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..distill.losses import kd_losses, task_losses
+from edgepose.errors import ConfigError
 
 #: Names accepted by PruneConfig.importance.
 IMPORTANCES = ("magnitude", "taylor", "content")
@@ -86,7 +87,7 @@ def accumulate_gradients(model: torch.nn.Module, batches, kind: str, sigma: floa
         loss.backward()
         n += len(b["image"])
     if n == 0:
-        raise ValueError(f"importance {kind!r} needs teacher-labelled batches; pass batches=... "
+        raise ConfigError(f"importance {kind!r} needs teacher-labelled batches; pass batches=... "
                          "(e.g. from PseudoLabelDataset) or use importance='magnitude'")
     return n
 
@@ -99,4 +100,4 @@ def make_importance(kind: str):
         return tp.importance.GroupMagnitudeImportance(p=2)
     if kind in ("taylor", "content"):
         return tp.importance.GroupTaylorImportance()
-    raise ValueError(f"unknown importance {kind!r}; valid choices: {', '.join(IMPORTANCES)}")
+    raise ConfigError(f"unknown importance {kind!r}; valid choices: {', '.join(IMPORTANCES)}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .importance import IMPORTANCES, accumulate_gradients, make_importance
+from edgepose.errors import CompressionError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,15 @@ class PruneConfig:
 
     def __post_init__(self):
         if self.importance not in IMPORTANCES:
-            raise ValueError(f"PruneConfig.importance={self.importance!r} is not one of "
+            raise ConfigError(f"PruneConfig.importance={self.importance!r} is not one of "
                              f"{', '.join(IMPORTANCES)}")
         if not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"PruneConfig.ratio must be in [0, 1), got {self.ratio!r}")
+            raise ConfigError(f"PruneConfig.ratio must be in [0, 1), got {self.ratio!r}")
         if self.target_macs is not None and not 0.05 <= self.target_macs <= 1.0:
-            raise ValueError(f"PruneConfig.target_macs is a fraction of the MACs in [0.05, 1], got "
+            raise ConfigError(f"PruneConfig.target_macs is a fraction of the MACs in [0.05, 1], got "
                              f"{self.target_macs!r} (e.g. 0.5 keeps half)")
         if self.round_to < 1:
-            raise ValueError(f"PruneConfig.round_to must be >= 1, got {self.round_to!r}")
+            raise ConfigError(f"PruneConfig.round_to must be >= 1, got {self.round_to!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -186,7 +187,7 @@ def exactness_guard(pruned, original, zero, inputs, tol: float) -> float:
             for a, b in zip(pruned(x), ref(x)):
                 worst = max(worst, float((a - b).abs().max()) / max(1.0, float(b.abs().max())))
     if worst > tol:
-        raise RuntimeError(f"pruning exactness guard failed: pruned model differs from the zeroed "
+        raise CompressionError(f"pruning exactness guard failed: pruned model differs from the zeroed "
                            f"unpruned model by {worst:.3g} (> guard_tol={tol}). A dependency was "
                            "missed; add the offending layer to ignored_layers")
     return worst
@@ -225,7 +226,7 @@ def prune(model: torch.nn.Module, cfg: PruneConfig = PruneConfig(), *, batches=N
 def _ratio_for_macs(model, cfg: PruneConfig, x, macs0: int) -> float:
     """Bisection on the channel ratio (magnitude, counts only) for cfg.target_macs."""
     if cfg.global_pruning and cfg.importance != "magnitude":
-        raise ValueError("target_macs with global_pruning needs importance='magnitude' (the kept "
+        raise ConfigError("target_macs with global_pruning needs importance='magnitude' (the kept "
                          "counts then depend on the data); give ratio= instead")
     mag = PruneConfig(importance="magnitude", round_to=cfg.round_to, max_ratio=cfg.max_ratio,
                       global_pruning=cfg.global_pruning, ignore=cfg.ignore)
@@ -243,7 +244,7 @@ def _ratio_for_macs(model, cfg: PruneConfig, x, macs0: int) -> float:
             return mid
     if best is None:
         reach = count(_prune_copy(model, cfg.max_ratio, mag, None, x)[0], x)[0] / macs0
-        raise ValueError(f"target_macs={cfg.target_macs} is out of reach: the smallest model at "
+        raise ConfigError(f"target_macs={cfg.target_macs} is out of reach: the smallest model at "
                          f"max_ratio={cfg.max_ratio} keeps {reach:.2f} of the MACs; raise max_ratio "
                          "or target_macs")
     return best
@@ -260,7 +261,7 @@ def load_plan(path: str | Path) -> dict:
     """Read a plan written by :func:`save_plan`."""
     plan = json.loads(Path(path).read_text())
     if plan.get("version") != PLAN_VERSION:
-        raise ValueError(f"pruning plan {str(path)!r} has version {plan.get('version')!r}; this "
+        raise ConfigError(f"pruning plan {str(path)!r} has version {plan.get('version')!r}; this "
                          f"edgepose reads version {PLAN_VERSION}: re-run the pruning")
     return plan
 
@@ -271,7 +272,7 @@ def apply_plan(model: torch.nn.Module, plan: dict) -> torch.nn.Module:
 
     src = getattr(model, "source_sha256", "")
     if plan.get("source_sha256") and src and plan["source_sha256"] != src:
-        raise ValueError(f"the plan was made for model sha256 {plan['source_sha256'][:12]}..., not "
+        raise ConfigError(f"the plan was made for model sha256 {plan['source_sha256'][:12]}..., not "
                          f"{src[:12]}...; import the model the plan was made for")
     net = copy.deepcopy(model).eval()
     dg = tp.DependencyGraph().build_dependency(net, example_input(net))

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,24 @@ class QuantizeConfig:
 
     def __post_init__(self):
         if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"QuantizeConfig.calibration={self.calibration!r} is not one of "
+            raise ConfigError(f"QuantizeConfig.calibration={self.calibration!r} is not one of "
                              f"{', '.join(CALIBRATIONS)}")
         if not 50.0 < self.percentile <= 100.0:
-            raise ValueError(f"QuantizeConfig.percentile must be in (50, 100], got {self.percentile!r}")
+            raise ConfigError(f"QuantizeConfig.percentile must be in (50, 100], got {self.percentile!r}")
         if self.num_bins < self.num_quantized_bins:
-            raise ValueError(f"QuantizeConfig.num_bins ({self.num_bins}) must be >= num_quantized_bins "
+            raise ConfigError(f"QuantizeConfig.num_bins ({self.num_bins}) must be >= num_quantized_bins "
                              f"({self.num_quantized_bins})")
         if self.activation_type not in ("uint8", "int8"):
-            raise ValueError(f"QuantizeConfig.activation_type={self.activation_type!r} is not one of "
+            raise ConfigError(f"QuantizeConfig.activation_type={self.activation_type!r} is not one of "
                              "uint8, int8")
         if self.num_calibration < 1:
-            raise ValueError(f"QuantizeConfig.num_calibration must be >= 1, got {self.num_calibration!r}")
+            raise ConfigError(f"QuantizeConfig.num_calibration must be >= 1, got {self.num_calibration!r}")
         if self.quant_format not in ("qdq", "qoperator"):
-            raise ValueError(f"QuantizeConfig.quant_format={self.quant_format!r} is not one of qdq, qoperator")
+            raise ConfigError(f"QuantizeConfig.quant_format={self.quant_format!r} is not one of qdq, qoperator")
         if self.weight_type not in ("int8", "uint8"):
-            raise ValueError(f"QuantizeConfig.weight_type={self.weight_type!r} is not one of int8, uint8")
+            raise ConfigError(f"QuantizeConfig.weight_type={self.weight_type!r} is not one of int8, uint8")
         if self.exclude_depthwise_below < 0:
-            raise ValueError("QuantizeConfig.exclude_depthwise_below must be >= 0, got "
+            raise ConfigError("QuantizeConfig.exclude_depthwise_below must be >= 0, got "
                              f"{self.exclude_depthwise_below!r}")
 
     def to_dict(self) -> dict:
@@ -412,7 +413,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, cfg: Quant
 
     crops = list(calibration)[: cfg.num_calibration]
     if not crops:
-        raise ValueError("quantize() needs calibration crops from the training frames; got none "
+        raise ConfigError("quantize() needs calibration crops from the training frames; got none "
                          "(pass calibration_crops(labels, 64, out_size=...))")
     src = onnx.load(os.fspath(onnx_in))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,13 @@ class QATConfig:
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"QATConfig.steps must be an int >= 0, got {self.steps!r}")
+            raise ConfigError(f"QATConfig.steps must be an int >= 0, got {self.steps!r}")
         if not self.lr > 0:
-            raise ValueError(f"QATConfig.lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"QATConfig.lr must be > 0, got {self.lr!r}")
         if not isinstance(self.batch, int) or self.batch < 1:
-            raise ValueError(f"QATConfig.batch must be an int >= 1, got {self.batch!r}")
+            raise ConfigError(f"QATConfig.batch must be an int >= 1, got {self.batch!r}")
         if self.loss not in QAT_LOSSES:
-            raise ValueError(f"QATConfig.loss must be one of {QAT_LOSSES}, got {self.loss!r}")
+            raise ConfigError(f"QATConfig.loss must be one of {QAT_LOSSES}, got {self.loss!r}")
 
 
 #: The choices of :attr:`QATConfig.loss`.

@@ -7,7 +7,7 @@ Example:
 """
 
 from .cnn import HEADS, OUTPUTS, StudentConfig, StudentDeploy, StudentNet, count_parameters
-from .export import StudentExportConfig, StudentExportResult, export_onnx_student, export_tflite_student
+from ..export.students import StudentExportConfig, StudentExportResult, export_onnx_student, export_tflite_student
 from .losses import HeatmapKD, SimCCKD, heatmap_kd_loss, simcc_kd_loss
 from .rle import RealNVP, RLEHead, RLEObjective, rle_loss
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .rle import RLEHead
+from edgepose.errors import ConfigError
 
 HEADS = ("heatmap", "simcc", "rle")
 #: Output tensor names per head, in the order :class:`StudentDeploy` returns them.
@@ -69,16 +70,16 @@ class StudentConfig:
 
     def __post_init__(self):
         if self.input_size < 32 or self.input_size % 32:
-            raise ValueError(f"StudentConfig.input_size must be a multiple of 32 (>= 32), got {self.input_size!r}")
+            raise ConfigError(f"StudentConfig.input_size must be a multiple of 32 (>= 32), got {self.input_size!r}")
         if self.head not in HEADS:
-            raise ValueError(f"StudentConfig.head must be one of {', '.join(HEADS)}, got {self.head!r}")
+            raise ConfigError(f"StudentConfig.head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for f in ("width", "branch_width", "branch_depth", "simcc_split"):
             if getattr(self, f) <= 0:
-                raise ValueError(f"StudentConfig.{f} must be > 0, got {getattr(self, f)!r}")
+                raise ConfigError(f"StudentConfig.{f} must be > 0, got {getattr(self, f)!r}")
         if self.num_keypoints < 1:
-            raise ValueError(f"StudentConfig.num_keypoints must be >= 1, got {self.num_keypoints!r}")
+            raise ConfigError(f"StudentConfig.num_keypoints must be >= 1, got {self.num_keypoints!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"StudentConfig.mean/std must be 3 values each, std > 0; got {self.mean!r}, {self.std!r}")
+            raise ConfigError(f"StudentConfig.mean/std must be 3 values each, std > 0; got {self.mean!r}, {self.std!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .vit import MEAN, STD
+from edgepose.errors import CompressionError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class DKDConfig:
 
     def __post_init__(self):
         if self.input_size % 16:
-            raise ValueError(f"DKDConfig.input_size must be a multiple of 16, got {self.input_size!r}")
+            raise ConfigError(f"DKDConfig.input_size must be a multiple of 16, got {self.input_size!r}")
         if self.kernel_size not in (1, 3, 5):
-            raise ValueError(f"DKDConfig.kernel_size must be 1, 3 or 5, got {self.kernel_size!r}")
+            raise ConfigError(f"DKDConfig.kernel_size must be 1, 3 or 5, got {self.kernel_size!r}")
 
     @property
     def kernel_dim(self) -> int:
@@ -291,14 +292,14 @@ def export_dkd(model: DKDPose, path: str | os.PathLike, *, keyframe_interval: in
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise RuntimeError(f"exported DKD ONNX failed the checker: {exc}") from exc
+        raise CompressionError(f"exported DKD ONNX failed the checker: {exc}") from exc
     onnx.save(proto, os.fspath(path))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
     diff = _rollout_diff(step, s, j, kd, lambda x, k, g: sess.run(None, {"image": x, "kernels": k, "gate": g}))
     if diff > parity_tol:
-        raise RuntimeError(f"DKD ONNX rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
+        raise CompressionError(f"DKD ONNX rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
     log.info("exported %s (rollout parity %.1e)", path, diff)
     return {"path": os.fspath(path), "max_abs_diff": diff, "metadata": meta}
@@ -350,7 +351,7 @@ def export_dkd_tflite(model: DKDPose, path: str | os.PathLike, *, keyframe_inter
 
     diff = _rollout_diff(step, s, j, kd, run_litert)
     if diff > parity_tol:
-        raise RuntimeError(f"DKD TFLite rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
+        raise CompressionError(f"DKD TFLite rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
     meta = dkd_metadata(model, keyframe_interval=keyframe_interval, extra=extra_metadata,
                         names=(outs[0], outs[1], ins[1], ins[2]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from edgepose.errors import ConfigError
 
 #: Teacher keypoint score below which a keypoint is not supervised (as in distill.losses).
 MIN_LABEL_SCORE = 0.3
@@ -40,7 +41,7 @@ def heatmap_kd_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "mse
         return (w * (torch.sigmoid(logits) - target) ** 2).mean() * 100.0
     if kind == "bce":
         return (w * F.binary_cross_entropy_with_logits(logits, target, reduction="none")).mean() * 10.0
-    raise ValueError(f"heatmap loss kind must be 'mse' or 'bce', got {kind!r}")
+    raise ConfigError(f"heatmap loss kind must be 'mse' or 'bce', got {kind!r}")
 
 
 def spatial_kd_loss(logits: torch.Tensor, target: torch.Tensor, *, min_peak: float = MIN_LABEL_SCORE
@@ -117,9 +118,9 @@ class HeatmapKD(nn.Module):
     def __init__(self, student: nn.Module, *, kind: str = "mse", w_spatial: float = 0.0):
         super().__init__()
         if kind not in ("mse", "bce"):
-            raise ValueError(f"HeatmapKD.kind must be 'mse' or 'bce', got {kind!r}")
+            raise ConfigError(f"HeatmapKD.kind must be 'mse' or 'bce', got {kind!r}")
         if w_spatial < 0:
-            raise ValueError(f"HeatmapKD.w_spatial must be >= 0, got {w_spatial!r}")
+            raise ConfigError(f"HeatmapKD.w_spatial must be >= 0, got {w_spatial!r}")
         self.student, self.kind, self.w_spatial = student, kind, w_spatial
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
@@ -141,7 +142,7 @@ class SimCCKD(nn.Module):
         cfg = student.cfg
         self.sigma = sigma if sigma is not None else 5.0 * cfg.input_size / 256.0 * cfg.simcc_split / 2.0
         if self.sigma <= 0:
-            raise ValueError(f"SimCCKD.sigma must be > 0, got {self.sigma!r}")
+            raise ConfigError(f"SimCCKD.sigma must be > 0, got {self.sigma!r}")
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         lx, ly = self.student(batch["image"])

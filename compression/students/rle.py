@@ -34,6 +34,7 @@ import math
 
 import torch
 from torch import nn
+from edgepose.errors import ConfigError
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Sigma logit bias at init: sigmoid(-2.94) = 0.05 of the crop side.
@@ -91,7 +92,7 @@ class RealNVP(nn.Module):
     def __init__(self, layers: int = 6, hidden: int = 64, identity_init: bool = False):
         super().__init__()
         if layers < 1:
-            raise ValueError(f"RealNVP.layers must be >= 1, got {layers!r}")
+            raise ConfigError(f"RealNVP.layers must be >= 1, got {layers!r}")
         self.register_buffer("masks", torch.tensor([[0.0, 1.0], [1.0, 0.0]] * ((layers + 1) // 2))[:layers])
         self.couplings = nn.ModuleList(_Coupling(hidden) for _ in range(layers))
         for m in self.modules():

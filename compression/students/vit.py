@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from edgepose.errors import CompressionError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,17 @@ class ViTPoseConfig:
     def __post_init__(self):
         h, w = self.input_size
         if h % self.patch or w % self.patch:
-            raise ValueError(f"ViTPoseConfig.input_size {self.input_size!r} must be multiples of patch={self.patch}")
+            raise ConfigError(f"ViTPoseConfig.input_size {self.input_size!r} must be multiples of patch={self.patch}")
         if self.dim % self.heads:
-            raise ValueError(f"ViTPoseConfig.dim {self.dim} must be divisible by heads={self.heads}")
+            raise ConfigError(f"ViTPoseConfig.dim {self.dim} must be divisible by heads={self.heads}")
         if self.patch & (self.patch - 1):
-            raise ValueError(f"ViTPoseConfig.patch must be a power of 2, got {self.patch!r}")
+            raise ConfigError(f"ViTPoseConfig.patch must be a power of 2, got {self.patch!r}")
         if self.stem not in ("conv", "patch"):
-            raise ValueError(f"ViTPoseConfig.stem must be 'conv' or 'patch', got {self.stem!r}")
+            raise ConfigError(f"ViTPoseConfig.stem must be 'conv' or 'patch', got {self.stem!r}")
         if self.depth < 1:
-            raise ValueError(f"ViTPoseConfig.depth must be >= 1, got {self.depth!r}")
+            raise ConfigError(f"ViTPoseConfig.depth must be >= 1, got {self.depth!r}")
         if self.patch % self.upsample:
-            raise ValueError(f"ViTPoseConfig.upsample {self.upsample} must divide patch={self.patch}")
+            raise ConfigError(f"ViTPoseConfig.upsample {self.upsample} must divide patch={self.patch}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -207,7 +208,7 @@ def normalise(rgb: torch.Tensor) -> torch.Tensor:
 
 # -- export ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class StudentExportConfig:
+class ViTExportConfig:
     """Options of :func:`export_heatmap_student`.
 
     Attributes:
@@ -223,7 +224,7 @@ class StudentExportConfig:
 
     def __post_init__(self):
         if self.parity_tol <= 0:
-            raise ValueError(f"StudentExportConfig.parity_tol must be > 0, got {self.parity_tol!r}")
+            raise ConfigError(f"ViTExportConfig.parity_tol must be > 0, got {self.parity_tol!r}")
 
 
 def student_metadata(model: nn.Module, *, extra: dict | None = None) -> dict[str, str]:
@@ -242,7 +243,7 @@ def student_metadata(model: nn.Module, *, extra: dict | None = None) -> dict[str
 
 
 def export_heatmap_student(model: nn.Module, path: str | os.PathLike,
-                           cfg: StudentExportConfig = StudentExportConfig(), *,
+                           cfg: ViTExportConfig = ViTExportConfig(), *,
                            extra_metadata: dict | None = None) -> dict:
     """Export a heatmap model (input ``(1, 3, H, W)`` normalised, output heatmaps) for the student card.
 
@@ -277,7 +278,7 @@ def export_heatmap_student(model: nn.Module, path: str | os.PathLike,
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise RuntimeError(f"exported ONNX failed the checker: {exc}") from exc
+        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
     onnx.save(proto, os.fspath(path))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -290,7 +291,7 @@ def export_heatmap_student(model: nn.Module, path: str | os.PathLike,
             ref = model(torch.from_numpy(x)).numpy()
         diff = max(diff, float(np.abs(sess.run(None, {"image": x})[0] - ref).max()))
     if diff > cfg.parity_tol:
-        raise RuntimeError(f"ONNX export differs from torch by {diff:.2e} (> parity_tol={cfg.parity_tol}); "
+        raise CompressionError(f"ONNX export differs from torch by {diff:.2e} (> parity_tol={cfg.parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
     log.info("exported %s (parity %.1e)", path, diff)
     return {"path": os.fspath(path), "max_abs_diff": diff, "metadata": meta}
@@ -329,7 +330,7 @@ def append_tflite_metadata(path: str | os.PathLike, meta: dict[str, str]) -> Non
 
 
 def export_heatmap_student_tflite(model: nn.Module, path: str | os.PathLike,
-                                  cfg: StudentExportConfig = StudentExportConfig(), *,
+                                  cfg: ViTExportConfig = ViTExportConfig(), *,
                                   extra_metadata: dict | None = None) -> dict:
     """fp32 TFLite of a heatmap model via litert-torch, checked in LiteRT, with student-card metadata.
 
@@ -360,7 +361,7 @@ def export_heatmap_student_tflite(model: nn.Module, path: str | os.PathLike,
         with torch.no_grad():
             diff = max(diff, float(np.abs(it.get_tensor(out_idx) - model(torch.from_numpy(x)).numpy()).max()))
     if diff > cfg.parity_tol:
-        raise RuntimeError(f"TFLite export differs from torch by {diff:.2e} (> parity_tol={cfg.parity_tol}); "
+        raise CompressionError(f"TFLite export differs from torch by {diff:.2e} (> parity_tol={cfg.parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
     meta = student_metadata(model, extra=extra_metadata)
     meta["edgepose.outputs"] = json.dumps({"heatmaps": name})

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgepose.assets import assets_dir
 from edgepose.eval.temporal import Track, cached_model_track
+from edgepose.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def collect_pairs(cache_dir: str | Path = "runs/temporal_tracks", *, assets: str
     for rel, start, stop in videos:
         path = root / rel
         if not path.is_file():
-            raise FileNotFoundError(f"training video not found: {path}")
+            raise MissingFileError(f"training video not found: {path}")
         kw = dict(start=start, stop=stop, num_threads=num_threads)
         teacher = cached_model_track(cache_dir, TEACHER, path, **kw)
         edge = cached_model_track(cache_dir, EDGE, path, **kw)

@@ -32,6 +32,7 @@ from edgepose.eval.jitter import SHARED13
 from edgepose.compression.temporal.learned_fixed_lag import FixedLagTaps, full_window_rows
 from edgepose.video.one_euro import OneEuroConfig, triangular_weights
 from edgepose.video.tracks import fixed_lag_from_forward, one_euro_track
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ class FirConfig:
 
     def __post_init__(self):
         if self.inputs not in INPUTS:
-            raise ValueError(f"FirConfig.inputs must be one of {INPUTS}, got {self.inputs!r}")
+            raise ConfigError(f"FirConfig.inputs must be one of {INPUTS}, got {self.inputs!r}")
         if not self.accel_weight >= 0:
-            raise ValueError(f"FirConfig.accel_weight must be >= 0, got {self.accel_weight!r}")
+            raise ConfigError(f"FirConfig.accel_weight must be >= 0, got {self.accel_weight!r}")
 
     @property
     def label(self) -> str:
@@ -85,9 +86,9 @@ def subsample_clip(clip, stride: int, offset: int = 0):
     subsampled alike, ``fps / stride``, name suffixed ``@s{stride}o{offset}`` (stride 1, offset
     0: the clip itself)."""
     if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+        raise ConfigError(f"stride must be an int >= 1, got {stride!r}")
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or not 0 <= offset < stride:
-        raise ValueError(f"offset must be an int from 0 to stride - 1 = {stride - 1}, got {offset!r}")
+        raise ConfigError(f"offset must be an int from 0 to stride - 1 = {stride - 1}, got {offset!r}")
     if stride == 1:
         return clip
     sl = slice(int(offset), None, int(stride))

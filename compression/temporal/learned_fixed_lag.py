@@ -45,6 +45,7 @@ import numpy as np
 
 from edgepose.video.one_euro import (MAX_FIXED_LAG, FixedLagOneEuro, LaggedValue, OneEuroConfig,
                                      check_fixed_lag, triangular_weights)
+from edgepose.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,22 @@ class FixedLagTaps:
 
         d = self.delay
         if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 1 <= d <= MAX_FIXED_LAG:
-            raise ValueError(f"FixedLagTaps.delay must be an int from 1 to {MAX_FIXED_LAG} (frames), got {d!r}")
+            raise ConfigError(f"FixedLagTaps.delay must be an int from 1 to {MAX_FIXED_LAG} (frames), got {d!r}")
         n = 2 * d + 1
         for name in ("prior", "raw"):
             v = getattr(self, name)
             if len(v) != n or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
-                raise ValueError(f"FixedLagTaps.{name} must be {n} finite numbers (2 * delay + 1), got {v!r}")
+                raise ConfigError(f"FixedLagTaps.{name} must be {n} finite numbers (2 * delay + 1), got {v!r}")
         total = sum(self.prior) + sum(self.raw)
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"FixedLagTaps taps must sum to 1 (prior + raw), got {total!r}")
+            raise ConfigError(f"FixedLagTaps taps must sum to 1 (prior + raw), got {total!r}")
 
     @classmethod
     def triangular(cls, config: OneEuroConfig, delay: int) -> "FixedLagTaps":
         """The identity initialisation: the triangular fixed-lag One Euro's taps."""
         d = check_fixed_lag(delay, "triangular")
         if d == 0:
-            raise ValueError(f"FixedLagTaps.delay must be an int from 1 to {MAX_FIXED_LAG} (frames), got 0")
+            raise ConfigError(f"FixedLagTaps.delay must be an int from 1 to {MAX_FIXED_LAG} (frames), got 0")
         return cls(config, d, tuple(float(w) for w in triangular_weights(d)), (0.0,) * (2 * d + 1))
 
     @property
@@ -97,7 +98,7 @@ class FixedLagTaps:
     @classmethod
     def from_dict(cls, d: dict) -> "FixedLagTaps":
         if d.get("kind") != "fixed_lag_fir":
-            raise ValueError(f"not a fixed-lag FIR tap file: kind {d.get('kind')!r} (expected 'fixed_lag_fir')")
+            raise ConfigError(f"not a fixed-lag FIR tap file: kind {d.get('kind')!r} (expected 'fixed_lag_fir')")
         return cls(OneEuroConfig(**d["one_euro"]), int(d["delay"]), tuple(map(float, d["prior"])),
                    tuple(map(float, d["raw"])))
 
@@ -121,7 +122,7 @@ class LearnedFixedLag(FixedLagOneEuro):
 
     def __init__(self, taps: FixedLagTaps):
         if not isinstance(taps, FixedLagTaps):
-            raise ValueError(f"LearnedFixedLag needs FixedLagTaps, got {type(taps).__name__}")
+            raise ConfigError(f"LearnedFixedLag needs FixedLagTaps, got {type(taps).__name__}")
         self.taps = taps
         self._w, self._u = taps.weights
         super().__init__(taps.config, taps.delay, "triangular")
@@ -219,14 +220,14 @@ class RateSwitchedTaps:
         for name in ("high", "low"):
             v = getattr(self, name)
             if not isinstance(v, FixedLagTaps):
-                raise ValueError(f"RateSwitchedTaps.{name} must be FixedLagTaps, got {type(v).__name__}")
+                raise ConfigError(f"RateSwitchedTaps.{name} must be FixedLagTaps, got {type(v).__name__}")
         if self.high.delay != self.low.delay or self.high.config != self.low.config:
-            raise ValueError("RateSwitchedTaps.high and .low must share delay and One Euro config, got "
+            raise ConfigError("RateSwitchedTaps.high and .low must share delay and One Euro config, got "
                              f"delay {self.high.delay} / {self.low.delay}, config {self.high.config} / {self.low.config}")
         t = self.threshold_fps
         if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
                 or not MIN_THRESHOLD_FPS <= t <= MAX_THRESHOLD_FPS):
-            raise ValueError(f"RateSwitchedTaps.threshold_fps must be a number from {MIN_THRESHOLD_FPS:g} to "
+            raise ConfigError(f"RateSwitchedTaps.threshold_fps must be a number from {MIN_THRESHOLD_FPS:g} to "
                              f"{MAX_THRESHOLD_FPS:g} (fps), got {t!r}")
 
     @property
@@ -249,7 +250,7 @@ class RateSwitchedTaps:
     def from_dict(cls, d: dict) -> "RateSwitchedTaps":
         high = FixedLagTaps.from_dict(d)
         if "low_rate" not in d or "threshold_fps" not in d:
-            raise ValueError("not a rate-switched tap file: needs 'threshold_fps' and 'low_rate'")
+            raise ConfigError("not a rate-switched tap file: needs 'threshold_fps' and 'low_rate'")
         low = FixedLagTaps(high.config, high.delay, tuple(map(float, d["low_rate"]["prior"])),
                            tuple(map(float, d["low_rate"]["raw"])))
         return cls(high, low, d["threshold_fps"])
@@ -281,7 +282,7 @@ class RateSwitchedFixedLag(LearnedFixedLag):
 
     def __init__(self, taps: RateSwitchedTaps):
         if not isinstance(taps, RateSwitchedTaps):
-            raise ValueError(f"RateSwitchedFixedLag needs RateSwitchedTaps, got {type(taps).__name__}")
+            raise ConfigError(f"RateSwitchedFixedLag needs RateSwitchedTaps, got {type(taps).__name__}")
         self.rate_taps = taps
         super().__init__(taps.high)
 

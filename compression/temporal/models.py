@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from edgepose.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,13 @@ class TemporalNetConfig:
 
     def __post_init__(self):
         if not isinstance(self.window, int) or self.window < 4:
-            raise ValueError(f"TemporalNetConfig.window must be an int >= 4, got {self.window!r}")
+            raise ConfigError(f"TemporalNetConfig.window must be an int >= 4, got {self.window!r}")
         if not isinstance(self.hidden, int) or self.hidden < 1:
-            raise ValueError(f"TemporalNetConfig.hidden must be an int >= 1, got {self.hidden!r}")
+            raise ConfigError(f"TemporalNetConfig.hidden must be an int >= 1, got {self.hidden!r}")
         if not isinstance(self.blocks, int) or self.blocks < 0:
-            raise ValueError(f"TemporalNetConfig.blocks must be an int >= 0, got {self.blocks!r}")
+            raise ConfigError(f"TemporalNetConfig.blocks must be an int >= 0, got {self.blocks!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"TemporalNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"TemporalNetConfig.dropout must be in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,11 +133,11 @@ def build(kind: str, cfg: TemporalNetConfig, *, prior: bool = False, scores: boo
     """A :class:`SmoothNet` (``"smoother"``; :class:`PriorSmoothNet` with ``prior``, given the
     keypoint scores too with ``scores``) or :class:`RecoveryNet` (``"recovery"``)."""
     if scores and not prior:
-        raise ValueError("scores=True needs prior=True (only PriorSmoothNet takes keypoint scores)")
+        raise ConfigError("scores=True needs prior=True (only PriorSmoothNet takes keypoint scores)")
     if kind == "smoother":
         return PriorSmoothNet(cfg, scores=scores) if prior else SmoothNet(cfg)
     if prior:
-        raise ValueError("prior=True (a One Euro prefilter input) is only for kind='smoother'")
+        raise ConfigError("prior=True (a One Euro prefilter input) is only for kind='smoother'")
     if kind == "recovery":
         return RecoveryNet(cfg)
-    raise ValueError(f"kind must be 'smoother' or 'recovery', got {kind!r}")
+    raise ConfigError(f"kind must be 'smoother' or 'recovery', got {kind!r}")

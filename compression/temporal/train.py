@@ -25,12 +25,13 @@ from edgepose.compression.temporal.windows import (WindowBank, batch_channels, b
                                                    build_sequences, interp_matrix)
 from edgepose.video._temporal import MIN_SCALE, frame_side, one_euro_batch
 from edgepose.video.one_euro import OneEuroConfig
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
+class TemporalTrainConfig:
     """Training recipe of a temporal model.
 
     Attributes:
@@ -89,21 +90,21 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.kind not in ("smoother", "recovery"):
-            raise ValueError(f"TrainConfig.kind must be 'smoother' or 'recovery', got {self.kind!r}")
+            raise ConfigError(f"TemporalTrainConfig.kind must be 'smoother' or 'recovery', got {self.kind!r}")
         if self.steps < 1 or self.batch < 1:
-            raise ValueError("TrainConfig.steps and batch must be >= 1")
+            raise ConfigError("TemporalTrainConfig.steps and batch must be >= 1")
         if not 0 <= self.max_delay < self.net.window:
-            raise ValueError(f"TrainConfig.max_delay must be in [0, window), got {self.max_delay!r}")
+            raise ConfigError(f"TemporalTrainConfig.max_delay must be in [0, window), got {self.max_delay!r}")
         if self.loss_units not in ("size", "px"):
-            raise ValueError(f"TrainConfig.loss_units must be 'size' or 'px', got {self.loss_units!r}")
+            raise ConfigError(f"TemporalTrainConfig.loss_units must be 'size' or 'px', got {self.loss_units!r}")
         if self.score_input and not self.prior:
-            raise ValueError("TrainConfig.score_input needs prior=True")
+            raise ConfigError("TemporalTrainConfig.score_input needs prior=True")
         if self.prior and self.kind != "smoother":
-            raise ValueError("TrainConfig.prior (One Euro prefilter input) is only for kind='smoother'")
+            raise ConfigError("TemporalTrainConfig.prior (One Euro prefilter input) is only for kind='smoother'")
         if self.max_delay == 0 and self.zero_lag_prob != 1.0:
-            raise ValueError("TrainConfig.max_delay=0 trains zero lag only: set zero_lag_prob=1.0")
+            raise ConfigError("TemporalTrainConfig.max_delay=0 trains zero lag only: set zero_lag_prob=1.0")
         if any(k < 2 or k >= self.net.window for k in self.keyframe_intervals):
-            raise ValueError(f"TrainConfig.keyframe_intervals must be in [2, window), got "
+            raise ConfigError(f"TemporalTrainConfig.keyframe_intervals must be in [2, window), got "
                              f"{self.keyframe_intervals!r}")
 
 
@@ -112,7 +113,7 @@ class RecoveryBatcher:
     a keyframe, keyframes every k frames), normalised as the runtime does; the loss is taken on
     the M x k frames the online recovery emits (each window's newest interval)."""
 
-    def __init__(self, bank: WindowBank, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(self, bank: WindowBank, cfg: TemporalTrainConfig, rng: np.random.Generator):
         self.bank, self.cfg, self.rng = bank, cfg, rng
         t = cfg.net.window
         self.interp = {}
@@ -161,7 +162,7 @@ class SeqBatcher:
     """Smoother batches: sequences of T + L - 1 frames, cut into the L windows the online
     smoother would see, each normalised on its own exactly as the runtime does."""
 
-    def __init__(self, bank: WindowBank, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(self, bank: WindowBank, cfg: TemporalTrainConfig, rng: np.random.Generator):
         self.bank, self.cfg, self.rng = bank, cfg, rng
 
     def draw(self, n: int | None = None, idx: np.ndarray | None = None, delay: int | None = None):
@@ -241,7 +242,7 @@ def _kf_scale(win: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.maximum(np.nanmedian(np.where(masks > 0, ext, np.nan), axis=1), MIN_SCALE)
 
 
-def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=None, device: str = "auto"):
+def train(cfg: TemporalTrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=None, device: str = "auto"):
     """Train; returns (model, dict of final train / val losses). ``device``: auto / cpu / cuda / mps."""
     from edgepose.compression.train import Trainer, TrainerConfig
     from edgepose.compression.train.data import to_device
@@ -293,30 +294,30 @@ def train(cfg: TrainConfig, *, cache_dir: str = "runs/temporal_tracks", assets=N
 
 
 def main(argv=None) -> int:
-    from edgepose.compression.temporal.export import export_onnx
+    from edgepose.compression.export.temporal import export_onnx
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=["smoother", "recovery"], required=True)
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--steps", type=int, default=TemporalTrainConfig.steps)
     p.add_argument("--window", type=int, default=TemporalNetConfig.window)
     p.add_argument("--hidden", type=int, default=TemporalNetConfig.hidden)
     p.add_argument("--blocks", type=int, default=TemporalNetConfig.blocks)
-    p.add_argument("--batch", type=int, default=TrainConfig.batch, help="sequences per step")
-    p.add_argument("--accel-weight", type=float, default=TrainConfig.accel_weight)
-    p.add_argument("--emit-frames", type=int, default=TrainConfig.emit_frames)
-    p.add_argument("--zero-lag-prob", type=float, default=TrainConfig.zero_lag_prob,
+    p.add_argument("--batch", type=int, default=TemporalTrainConfig.batch, help="sequences per step")
+    p.add_argument("--accel-weight", type=float, default=TemporalTrainConfig.accel_weight)
+    p.add_argument("--emit-frames", type=int, default=TemporalTrainConfig.emit_frames)
+    p.add_argument("--zero-lag-prob", type=float, default=TemporalTrainConfig.zero_lag_prob,
                    help="smoother: share of batches trained at zero delay")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--max-delay", type=int, default=TrainConfig.max_delay,
+    p.add_argument("--seed", type=int, default=TemporalTrainConfig.seed)
+    p.add_argument("--max-delay", type=int, default=TemporalTrainConfig.max_delay,
                    help="smoother: largest delay trained (0: a zero-lag model; sets --zero-lag-prob 1)")
     p.add_argument("--prior", action="store_true",
                    help="smoother: feed the causal One Euro output beside the raw track (PriorSmoothNet)")
     p.add_argument("--score-input", action="store_true",
                    help="with --prior: the keypoint scores are an input too (uncertainty)")
-    p.add_argument("--loss-units", choices=["size", "px"], default=TrainConfig.loss_units,
+    p.add_argument("--loss-units", choices=["size", "px"], default=TemporalTrainConfig.loss_units,
                    help="smoother: errors per person size (default) or in pixels (as the metrics pool them)")
-    p.add_argument("--val-clips", default=",".join(TrainConfig.val_clips),
+    p.add_argument("--val-clips", default=",".join(TemporalTrainConfig.val_clips),
                    help="comma-separated clip-name prefixes held out for validation")
     p.add_argument("--save-torch", default=None, help="also save the torch state_dict here")
     p.add_argument("--tflite", default=None, help="also export an fp32 .tflite here (needs litert-torch)")
@@ -325,7 +326,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
-    cfg = TrainConfig(kind=a.kind, steps=a.steps, accel_weight=a.accel_weight, batch=a.batch,
+    cfg = TemporalTrainConfig(kind=a.kind, steps=a.steps, accel_weight=a.accel_weight, batch=a.batch,
                       emit_frames=a.emit_frames, seed=a.seed, max_delay=a.max_delay, prior=a.prior,
                       score_input=a.score_input, loss_units=a.loss_units,
                       zero_lag_prob=1.0 if a.max_delay == 0 else a.zero_lag_prob,
@@ -341,7 +342,7 @@ def main(argv=None) -> int:
         torch.save(model.state_dict(), a.save_torch)
     export_onnx(model, a.out, extra_metadata=info, limits=limits)
     if a.tflite:
-        from edgepose.compression.temporal.export import export_tflite
+        from edgepose.compression.export.temporal import export_tflite
 
         export_tflite(model, a.tflite, extra_metadata=info, limits=limits)
     return 0

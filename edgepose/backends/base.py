@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepose.errors import InputSpecError, ModelLoadError
+from edgepose.errors import ConfigError, InputSpecError, ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Backend:
             num_threads: intra-op threads; None lets the runtime choose (all cores).
         """
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+            raise ConfigError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.model_path = os.fspath(model_path)
         self.num_threads = num_threads
         self.inputs: list[TensorSpec] = []

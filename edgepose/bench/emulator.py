@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgepose.bench.graphstats import LayerStat
+from edgepose.errors import ConfigError
 
 #: Label written on every figure the emulator produces.
 EMULATED = "emulated"
@@ -62,9 +63,9 @@ class Peaks:
         for name in ("fp32_gflops", "int8_gops", "bandwidth_gbs"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0):
-                raise ValueError(f"Peaks.{name} must be a positive number, got {v!r}")
+                raise ConfigError(f"Peaks.{name} must be a positive number, got {v!r}")
         if (self.cache_bytes is None) != (self.cache_bandwidth_gbs is None):
-            raise ValueError("Peaks.cache_bytes and Peaks.cache_bandwidth_gbs go together: set both or neither")
+            raise ConfigError("Peaks.cache_bytes and Peaks.cache_bandwidth_gbs go together: set both or neither")
 
     def peak(self, precision: str) -> float:
         return self.int8_gops if precision == "int8" else self.fp32_gflops
@@ -131,11 +132,11 @@ def emulate(ops: list[OpSample], measured_ms: float, host: Peaks, target: Peaks,
         :class:`Emulation`.
     """
     if measured_ms <= 0:
-        raise ValueError(f"measured_ms must be positive, got {measured_ms!r}")
+        raise ConfigError(f"measured_ms must be positive, got {measured_ms!r}")
     if target_precision not in (None, "int8", "fp32"):
-        raise ValueError(f"target_precision must be None, 'int8' or 'fp32', got {target_precision!r}")
+        raise ConfigError(f"target_precision must be None, 'int8' or 'fp32', got {target_precision!r}")
     if not ops:
-        raise ValueError("emulate() needs at least one op (the model's layer statistics)")
+        raise ConfigError("emulate() needs at least one op (the model's layer statistics)")
     # ops with neither MACs nor bytes (shape bookkeeping) scale like one core's fp32 speed
     overhead_ratio = (host.fp32_gflops / host.threads) / (target.fp32_gflops / target.threads)
 

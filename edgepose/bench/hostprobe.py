@@ -36,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class ProbeOptions:
         for name in ("repeats", "gemm_n", "conv_hw", "conv_channels", "bandwidth_mib"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
-                raise ValueError(f"ProbeOptions.{name} must be a positive int, got {v!r}")
+                raise ConfigError(f"ProbeOptions.{name} must be a positive int, got {v!r}")
 
 
 @dataclass

@@ -71,9 +71,44 @@ def markdown(doc: dict) -> str:
             st = ", ".join(f"{k} {_f(x['p50'], 2)}" for k, x in v["stages_ms"].items())
             lines.append(f"| {v['id']} | {v['frames']} | {_f(v['fps'], 1)} | {_f(v['latency_ms']['p50'], 2)} | "
                          f"{_f(v['latency_ms']['p90'], 2)} | {st} | {_f(v['decode_ms']['p50'], 2)} |")
+    lines += peers_markdown(doc)
     if doc.get("failed"):
         lines += ["", f"**FAILED accuracy gate:** {', '.join(doc['failed'])}"]
     return "\n".join(lines) + "\n"
+
+
+def peers_markdown(doc: dict) -> list[str]:
+    """The "Peers" section: per entry, per clip and over all clips, every pipeline beside the peer."""
+    if not doc.get("peers"):
+        return []
+    lines = ["", "## Peers (interleaved per frame, measured on this host)", "",
+             "Latency: end to end per frame, decode excluded (the peer timed inside its process, pipe "
+             "excluded). `/ peer`: the per-frame latency ratio to the peer, median (IQR). Jitter: mean "
+             "acceleration, px/frame², 13 shared joints, over the frames where every pipeline of the entry "
+             "has a pose. PCK: image mode on the evaluation set, each pipeline detecting on the full image.", "",
+             "| entry | clip | pipeline | frames | p50 ms | p95 ms | CPU ms/frame | / peer | frames with person | "
+             "jitter | PCK@0.2 torso |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in doc["peers"]:
+        imgs = (e.get("images") or {}).get("pipelines", {})
+        for c in [*e["clips"], None]:
+            for n in e["pipelines"]:
+                if c is None:  # every clip's frames pooled
+                    row, where, jit, found = e["pooled"][n], "all clips", None, sum(
+                        x["pipelines"][n]["frames_with_person"] for x in e["clips"])
+                    frames, cpu = row["frames"], row["cpu_ms"]["mean"]
+                else:
+                    row, where = c["pipelines"][n], c["clip"]
+                    jit, found, frames = c["jitter_common_frames"].get(n), row["frames_with_person"], c["frames"]
+                    cpu = row["cpu_ms"]["mean"]
+                r = row.get("ratio") if c is None else c["ratios"].get(n)
+                ratio = f"{r['median']:.2f}x ({r['p25']:.2f}-{r['p75']:.2f})" if r else "1 (peer)"
+                pck = (imgs.get(n) or {}).get("pck_torso") if c is None else None
+                lines.append(f"| {e['id']} (t{e['threads']}) | {where} | {n} | {frames} | "
+                             f"{_f(row['latency_ms']['p50'], 1)} | {_f(row['latency_ms']['p95'], 1)} | {_f(cpu, 1)} | "
+                             f"{ratio} | {found}/{frames} | {_f(jit, 2)} | {_f(pck)} |")
+    info = [f"{e['peer']}: {e['peer_description']}" for e in doc["peers"]]
+    lines += ["", *(f"- {i}" for i in dict.fromkeys(info))]
+    return lines
 
 
 def plot_cdf(doc: dict, path: Path) -> None:
@@ -139,6 +174,44 @@ def plot_pareto(doc: dict, path: Path) -> bool:
     return True
 
 
+def plot_peers(doc: dict, path: Path) -> str:
+    """One point per pipeline of every ``peers:`` entry: p50 latency (all clips) vs PCK@0.2 x torso
+    (image mode, own detection) where the entry ran it, else p50 bars with p95 whiskers.
+    Returns ``"pck"`` or ``"latency"``, the kind of plot written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(e, n, p) for e in doc["peers"] for n, p in e["pooled"].items()]
+    pck = {(e["id"], n): (e.get("images") or {}).get("pipelines", {}).get(n, {}).get("pck_torso") for e, n, _ in pts}
+    with_pck = all(v is not None for v in pck.values())
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    label = (lambda e, n: n if len(doc["peers"]) == 1 else f"{e['id']}: {n}")
+    if with_pck:
+        for e, n, p in pts:
+            x, y = p["latency_ms"]["p50"], pck[(e["id"], n)]
+            ax.scatter(x, y, s=50, marker="s" if n == e["peer"] else "o")
+            ax.annotate(label(e, n), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xlabel("video latency p50, ms/frame (measured, all clips)")
+        ax.set_ylabel("PCK@0.2 x torso, own detection (%)")
+        ax.margins(x=0.3, y=0.15)
+    else:
+        p50 = [p["latency_ms"]["p50"] for _, _, p in pts]
+        err = [[0] * len(pts), [p["latency_ms"]["p95"] - p["latency_ms"]["p50"] for _, _, p in pts]]
+        ax.barh(range(len(pts)), p50, xerr=err, color=["tab:orange" if n == e["peer"] else "tab:blue"
+                                                       for e, n, _ in pts])
+        ax.set_yticks(range(len(pts)), [label(e, n) for e, n, _ in pts], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("latency ms/frame: p50 bar, p95 whisker (measured, all clips)")
+    ax.set_title(f"Peers: {doc['suite']['name']} (interleaved per frame)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "pck" if with_pck else "latency"
+
+
 def write_report(doc: dict, out_dir, *, plots: bool = True) -> dict[str, str]:
     """Write ``results.json``, ``results.md`` and the plots into ``out_dir``; returns the paths."""
     out = Path(out_dir)
@@ -152,6 +225,9 @@ def write_report(doc: dict, out_dir, *, plots: bool = True) -> dict[str, str]:
         p = out / "pareto.png"
         if plot_pareto(doc, p):
             paths["pareto"] = p
+    if plots and doc.get("peers"):
+        paths["peers"] = out / "peers.png"
+        plot_peers(doc, paths["peers"])
     log.info("bench report written to %s", out)
     return {k: str(v) for k, v in paths.items()}
 

@@ -58,15 +58,15 @@ class BenchOptions:
     ab: tuple[str, str] | None = None  # the suite decides
     ab_pairs: int = 40  # ratio spread settles by ~30 pairs on a noisy 2-core machine
     progress: bool = True  # interactive use; tests turn it off
-    video: bool = True  # run the suite's video entries
+    video: bool = True  # run the suite's video and peers entries (both are video cases)
 
     def __post_init__(self):
         if self.runs is not None and (not isinstance(self.runs, int) or self.runs < 1):
-            raise ValueError(f"BenchOptions.runs must be a positive int or None, got {self.runs!r}")
+            raise ConfigError(f"BenchOptions.runs must be a positive int or None, got {self.runs!r}")
         if not isinstance(self.ab_pairs, int) or self.ab_pairs < 2:
-            raise ValueError(f"BenchOptions.ab_pairs must be an int >= 2, got {self.ab_pairs!r}")
+            raise ConfigError(f"BenchOptions.ab_pairs must be an int >= 2, got {self.ab_pairs!r}")
         if self.ab is not None and len(self.ab) != 2:
-            raise ValueError(f"BenchOptions.ab must name two cases, got {self.ab!r}")
+            raise ConfigError(f"BenchOptions.ab must name two cases, got {self.ab!r}")
 
 
 @dataclass
@@ -258,14 +258,16 @@ def make_context(options: BenchOptions) -> Context:
 
 
 def run_suite(suite: Suite, options: BenchOptions | None = None) -> dict:
-    """Run every case (then the A/B pair and the video entries); returns the result document."""
+    """Run every case (then the A/B pair, the video and the peers entries); returns the result document."""
     from edgepose.bench.abtest import run_ab
+    from edgepose.bench.peer_cases import check_peers, run_peer_entry
     from edgepose.bench.video_case import run_video
 
     options = options or BenchOptions()
     if options.assets is None and os.environ.get("EDGEPOSE_ASSETS"):
         options = dataclasses.replace(options, assets=os.environ["EDGEPOSE_ASSETS"])
     cases = expand(suite, assets=options.assets, only=options.only)  # missing models raise here
+    peer_runs = check_peers(suite, options) if options.video else []  # a missing peer env too
     ctx = make_context(options)
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
@@ -287,6 +289,7 @@ def run_suite(suite: Suite, options: BenchOptions | None = None) -> dict:
             raise unknown_name("A/B case", missing[0], by_name)
         ab = run_ab(ctx, by_name[ab_names[0]], by_name[ab_names[1]], pairs=options.ab_pairs)
     video = [run_video(ctx, v, suite) for v in suite.video] if options.video else []
+    peers = [run_peer_entry(ctx, r) for r in peer_runs]
     h = ctx.host if isinstance(ctx.host, dict) else ctx.host.to_dict()
     return {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -296,6 +299,6 @@ def run_suite(suite: Suite, options: BenchOptions | None = None) -> dict:
         "machine": {"hostname": platform.node(), "host": h, "load_avg_1m_start": load0,
                     "load_avg_1m_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                     "seconds": round(time.perf_counter() - t0, 1)},
-        "versions": ctx.versions, "cases": rows, "ab": ab, "video": video,
+        "versions": ctx.versions, "cases": rows, "ab": ab, "video": video, "peers": peers,
         "failed": [r["id"] for r in rows if r["status"] == "FAILED"],
     }

@@ -42,7 +42,18 @@ VIDEO_FIELDS: dict[str, tuple[type, str]] = {
     "frames": (int, "frames to process (default: all)"),
     "threads": (int, "intra-op threads"),
 }
-TOP_FIELDS = ("name", "description", "defaults", "cases", "video", "ab")
+#: ``peers:`` entry fields: a peer pipeline (``edgepose.bench.peers.PEERS``) and edgepose models on
+#: the same clips, interleaved per frame (:mod:`edgepose.bench.peer_cases`).
+PEER_FIELDS: dict[str, tuple[type, str]] = {
+    "peer": (str, "peer name (python -m edgepose.bench.peers list)"),
+    "name": (str, "entry name (default: the peer name)"),
+    "against": (list, "edgepose registered model names (or names of this suite's cases) run beside the peer"),
+    "clips": (list, "video files, relative to --assets ROOT or the suite folder"),
+    "frames": (int, "frames per clip (default: all)"),
+    "threads": (int, "intra-op threads for every pipeline, the peer included"),
+    "accuracy": (bool, "also run image mode on the evaluation set: PCK@0.2 x torso, own detection"),
+}
+TOP_FIELDS = ("name", "description", "defaults", "cases", "video", "ab", "peers")
 PRECISIONS = ("native", "fp32", "int8")
 BACKENDS = ("auto", "ort", "litert")
 _EXT_BACKEND = {".onnx": "ort", ".tflite": "litert"}
@@ -77,6 +88,19 @@ class VideoSpec:
 
 
 @dataclass
+class PeerCaseSpec:
+    """One ``peers:`` entry: a peer beside edgepose models on clips, in video mode."""
+
+    peer: str
+    against: list
+    clips: list
+    name: str = ""
+    frames: int | None = None  # None: the whole clip
+    threads: int = 1  # docs/peers.md: 2 peer threads on 2 shared cores spike
+    accuracy: bool = False  # image mode on the 161-person set: ~1-2 min per pipeline
+
+
+@dataclass
 class Case:
     """One concrete benchmark case (a point of models x backends x threads x precisions)."""
 
@@ -103,6 +127,7 @@ class Suite:
     cases: list[CaseSpec]
     video: list[VideoSpec]
     ab: list[str] | None
+    peers: list[PeerCaseSpec] = field(default_factory=list)
 
 
 def _check_fields(data, allowed, where, section) -> None:
@@ -119,7 +144,8 @@ def _check_fields(data, allowed, where, section) -> None:
               isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
               isinstance(value, int) and not isinstance(value, bool) if tp is int else
               isinstance(value, tp))
-        if tp is list and key in ("backends", "threads", "precisions") and not isinstance(value, list):
+        if tp is list and key in ("backends", "threads", "precisions", "against", "clips") \
+                and not isinstance(value, list):
             value = [value]  # a scalar is a one-element list
             ok = True
             data[key] = value
@@ -166,13 +192,47 @@ def load_suite(path: str | os.PathLike) -> Suite:
     ab = data.get("ab")
     if ab is not None and (not isinstance(ab, list) or len(ab) != 2):
         raise ConfigError(f"{where}: 'ab' must be a list of two case names, got {ab!r}")
-    if not cases and not video:
-        raise ConfigError(f"{where}: the suite has no cases and no video entries")
+    if not isinstance(data.get("peers") or [], list):
+        raise ConfigError(f"{where}: 'peers' must be a list of entries ({', '.join(PEER_FIELDS)})")
+    peers = [_peer_entry(raw, where, i, cases) for i, raw in enumerate(data.get("peers") or [])]
+    if not cases and not video and not peers:
+        raise ConfigError(f"{where}: the suite has no cases, no video and no peers entries")
     names = [c.name for c in cases]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"{where}: duplicate case names {', '.join(dup)}; give each a distinct 'name'")
-    return Suite(str(data.get("name") or p.stem), str(data.get("description") or ""), p, cases, video, ab)
+    return Suite(str(data.get("name") or p.stem), str(data.get("description") or ""), p, cases, video, ab, peers)
+
+
+def _peer_entry(raw, where: str, i: int, cases: list[CaseSpec]) -> PeerCaseSpec:
+    """A checked ``peers:`` entry; ``against`` names a suite case resolve to its model."""
+    from edgepose.bench.peers import PEERS
+    from edgepose.models import list_models
+
+    sec = f"peers[{i}]"
+    _check_fields(raw, PEER_FIELDS, where, sec)
+    for req in ("peer", "against", "clips"):
+        if not raw.get(req):
+            raise ConfigError(f"{where}: {sec} has no {req!r} ({PEER_FIELDS[req][1]})")
+    if raw["peer"] not in PEERS:
+        raise ConfigError(f"{where}: {sec}.peer: {unknown_name('peer', raw['peer'], PEERS)}")
+    by_case = {c.name: c.model for c in cases}
+    models = list_models()
+    against = []
+    for m in raw["against"]:
+        m = by_case.get(m, m) if isinstance(m, str) else m
+        if m not in models:
+            raise ConfigError(f"{where}: {sec}.against has {m!r}; use registered model names "
+                              f"({', '.join(models)}) or this suite's case names ({', '.join(by_case) or 'none'})")
+        against.append(m)
+    for c in raw["clips"]:
+        if not isinstance(c, str):
+            raise ConfigError(f"{where}: {sec}.clips has {c!r}; use file paths")
+    if raw.get("threads", 1) < 1 or (raw.get("frames") is not None and raw["frames"] < 1):
+        raise ConfigError(f"{where}: {sec} needs threads >= 1 and frames >= 1 (or no frames: the whole clip)")
+    spec = PeerCaseSpec(**{**raw, "against": against})
+    spec.name = spec.name or spec.peer
+    return spec
 
 
 def _check_case(spec: CaseSpec, where: str, i: int) -> None:

@@ -98,38 +98,36 @@ def input_file(*suffixes: str, what: str = "file") -> "callable":
     return parse
 
 
-def json_file(what: str = "JSON file") -> "callable":
-    """An existing file that parses as JSON."""
+def _content_file(what: str, read, problem: str, fix: str, name: str) -> "callable":
+    """An existing file that ``read(path)`` accepts; its exception is reported as ``problem``."""
     exists = input_file(what=what)
 
     def parse(text: str) -> str:
         exists(text)
         try:
-            with open(text, encoding="utf-8") as fh:
-                json.load(fh)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not valid JSON ({exc}); pass a JSON file") from None
+            read(text)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} {problem} ({exc}); {fix}") from None
         return text
 
-    parse.__name__ = "json"
+    parse.__name__ = name
     return parse
+
+
+def json_file(what: str = "JSON file") -> "callable":
+    """An existing file that parses as JSON."""
+
+    def read(path):
+        with open(path, encoding="utf-8") as fh:
+            json.load(fh)
+
+    return _content_file(what, read, "is not valid JSON", "pass a JSON file", "json")
 
 
 def text_file(what: str = "file") -> "callable":
     """An existing file that is UTF-8 text (a YAML suite, a profile)."""
-    exists = input_file(what=what)
-
-    def parse(text: str) -> str:
-        exists(text)
-        try:
-            Path(text).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a UTF-8 text file (binary?); "
-                                             "pass the YAML file") from None
-        return text
-
-    parse.__name__ = "text file"
-    return parse
+    return _content_file(what, lambda path: Path(path).read_text(encoding="utf-8"),
+                         "is not a UTF-8 text file (binary?)", "pass the YAML file", "text file")
 
 
 def _writable_parent(p: Path) -> Path | None:

@@ -9,7 +9,9 @@ Example::
 
 Candidates: the input model, its int8 (ORT static QDQ with the folded input; with litert-torch
 also the sparse-head LiteRT int8) and a pruned + distilled student (``--device`` picks the least
-pruning whose latency fits the profile's frame budget). An accuracy gate scores every candidate on
+pruning whose latency fits the profile's frame budget). The student is trained by default only when
+no int8 of the unpruned model already passes the floor and the budget (``--student`` always,
+``--no-student`` never); ``--progressive`` adds progressive, latency-aware pruning. An accuracy gate scores every candidate on
 held-out data (``--val-data``, else agreement with the teacher on held-out training crops, and the
 161-person evaluation set when ``--data-root`` has it); none below ``--floor`` x the input model's
 score is recommended. Outputs: report.json (``recommended``: the chosen model's path), report.md
@@ -56,8 +58,24 @@ def add_arguments(p):
                    help="your labelled validation set (COCO person-keypoints JSON) for the accuracy gate; "
                         "default: agreement with the teacher on held-out training crops")
     p.add_argument("--val-images", metavar="DIR", help="image folder of --val-data (default: the JSON's folder)")
-    p.add_argument("--no-student", action="store_true",
-                   help="skip the pruned + distilled student (only the input model and its int8)")
+    st = p.add_mutually_exclusive_group()
+    st.add_argument("--student", action="store_true",
+                    help="always train the one-shot pruned + distilled student (default: only when no int8 of "
+                         "the unpruned model already passes the floor and the budget; it takes minutes)")
+    st.add_argument("--no-student", action="store_true",
+                    help="never train the pruned + distilled student (only the input model and its int8)")
+    p.add_argument("--progressive", action="store_true",
+                   help="also progressive, latency-aware pruning: small steps (--progressive-step-ratio of the "
+                        "channels of each stage whose removal makes ONNX Runtime faster here), each followed by "
+                        "--progressive-kd-steps of feature + head KD, until the gate fails (minutes per step)")
+    p.add_argument("--progressive-steps", type=int, default=6, help="most progressive pruning steps (default 6)")
+    p.add_argument("--progressive-step-ratio", type=float, default=0.1,
+                   help="channel fraction per progressive step, in (0, 0.5] (default 0.1)")
+    p.add_argument("--progressive-kd-steps", type=int, default=150,
+                   help="distillation steps after each progressive step (default 150)")
+    p.add_argument("--train-pool", action="store_true",
+                   help="add the person crops of DATA_ROOT/train_pool to the training material (its licence-clean "
+                        "sources only; see compression/data/shippable.py)")
     p.add_argument("--no-int8-mixed", action="store_true",
                    help="skip the mixed-precision int8 of the input model (saves the ~1 min sensitivity pass)")
     p.add_argument("--cache-dir", default="runs/cache", help="pseudo-label cache (default runs/cache)")
@@ -103,6 +121,12 @@ def _check_ranges(args) -> None:
          "e.g. --budget-fraction 0.8"),
         ("--tflite-qat-steps", args.tflite_qat_steps, args.tflite_qat_steps >= 0,
          "must be >= 0 (0 = post-training int8 ranges)", "e.g. 1000 for QAT"),
+        ("--progressive-steps", args.progressive_steps, args.progressive_steps >= 1, "an integer >= 1",
+         "e.g. --progressive-steps 6"),
+        ("--progressive-step-ratio", args.progressive_step_ratio, 0 < args.progressive_step_ratio <= 0.5,
+         "a channel fraction in (0, 0.5]", "e.g. --progressive-step-ratio 0.1"),
+        ("--progressive-kd-steps", args.progressive_kd_steps, args.progressive_kd_steps >= 1, "an integer >= 1",
+         "e.g. --progressive-kd-steps 150"),
     ]
     if args.target_macs is not None:
         checks.append(("--target-macs", args.target_macs, 0 < args.target_macs <= 1, "a MAC fraction in (0, 1]",
@@ -195,7 +219,12 @@ def run(args) -> int:
                              quantize={"calibration": args.calibration}, evaluate=not args.no_eval,
                              baseline=args.baseline, threads=args.threads, device=args.device, budget=budget,
                              floor=args.floor, val_data=args.val_data, val_images=args.val_images,
-                             student=not args.no_student, int8_mixed=not args.no_int8_mixed,
+                             student=True if args.student else (False if args.no_student else None),
+                             progressive=args.progressive, train_pool=args.train_pool,
+                             progressive_cfg={"max_steps": args.progressive_steps,
+                                              "step_ratio": args.progressive_step_ratio,
+                                              "kd_steps": args.progressive_kd_steps},
+                             int8_mixed=not args.no_int8_mixed,
                              sensitivity_gate=args.int8_sensitivity,
                              tflite=not args.no_tflite, tflite_qat_steps=args.tflite_qat_steps)
         rep = compress(cfg, progress=True)

@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-NAME = "run"
-HELP = "run a pose model on a video file, a camera index or 'demo'; write an annotated video and JSON lines"
-
 from edgepose.cli import _args
 from edgepose.models import DEFAULT_MODEL  # MoveNet Lightning int8 ONNX, shipped in the package
+
+NAME = "run"
+HELP = "run a pose model on a video file, a camera index or 'demo'; write an annotated video and JSON lines"
 
 
 def add_arguments(p):

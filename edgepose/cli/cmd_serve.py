@@ -7,10 +7,10 @@ import os
 import sys
 import threading
 
+from edgepose.cli import _args
+
 NAME = "serve"
 HELP = "serve pose models (and split-model tails) over KServe V2 / Open Inference Protocol HTTP"
-
-from edgepose.cli import _args
 
 log = logging.getLogger(__name__)
 

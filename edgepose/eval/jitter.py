@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose.types import SHARED13, Keypoint
+from edgepose.errors import ConfigError
 
 _LS, _RS = int(Keypoint.LEFT_SHOULDER), int(Keypoint.RIGHT_SHOULDER)
 _LH, _RH = int(Keypoint.LEFT_HIP), int(Keypoint.RIGHT_HIP)
@@ -30,7 +31,7 @@ def _as_track(x, name: str) -> np.ndarray:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3:
-        raise ValueError(f"{name} must be a (T, J, D) track, got shape {a.shape}")
+        raise ConfigError(f"{name} must be a (T, J, D) track, got shape {a.shape}")
     return a
 
 
@@ -38,7 +39,7 @@ def _pair(pred, ref) -> tuple[np.ndarray, np.ndarray]:
     p = _as_track(pred, "pred")
     r = _as_track(ref, "ref")
     if p.shape != r.shape:
-        raise ValueError(f"pred {p.shape} and ref {r.shape} must have the same shape")
+        raise ConfigError(f"pred {p.shape} and ref {r.shape} must have the same shape")
     return p, r
 
 
@@ -94,9 +95,9 @@ def high_frequency_energy(track, fps: float, cutoff_hz: float) -> float:
         cutoff_hz: frequencies strictly above this count; must be below Nyquist (fps / 2).
     """
     if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
+        raise ConfigError(f"fps must be > 0, got {fps!r}")
     if not 0 < cutoff_hz < fps / 2:
-        raise ValueError(f"cutoff_hz must be in (0, fps/2 = {fps / 2:g}), got {cutoff_hz!r}")
+        raise ConfigError(f"cutoff_hz must be in (0, fps/2 = {fps / 2:g}), got {cutoff_hz!r}")
     x = _as_track(track, "track")
     t = len(x)
     if t < 4:

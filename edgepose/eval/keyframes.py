@@ -29,6 +29,7 @@ import numpy as np
 from edgepose.types import Source
 from edgepose.video._temporal import (RECOVERY_FILE, TemporalModel, from_channels, person_scale,
                                       to_channels)
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ class KeyframeOptions:
 
     def __post_init__(self):
         if not isinstance(self.interval, int) or self.interval < 1:
-            raise ValueError(f"KeyframeOptions.interval must be an int >= 1, got {self.interval!r}")
+            raise ConfigError(f"KeyframeOptions.interval must be an int >= 1, got {self.interval!r}")
         if self.method not in METHODS:
-            raise ValueError(f"KeyframeOptions.method must be one of {', '.join(METHODS)}, "
+            raise ConfigError(f"KeyframeOptions.method must be one of {', '.join(METHODS)}, "
                              f"got {self.method!r}")
 
 
@@ -100,7 +101,7 @@ class KeyframeRecovery:
                   list(range(2, self.model.window)))
             if self.interval not in ok:
                 self.model.close()
-                raise ValueError(f"KeyframeOptions.interval {self.interval} is not one the recovery "
+                raise ConfigError(f"KeyframeOptions.interval {self.interval} is not one the recovery "
                                  f"model was trained for ({', '.join(map(str, ok))}); use one of "
                                  "them or method='linear'")
         self.window = self.model.window if self.model else 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose.types import COCO_SIGMAS, SHARED13, Keypoint
+from edgepose.errors import ConfigError
 
 #: PCK@0.2 x torso: a joint is correct when its error is below this fraction of the torso size.
 TORSO_ALPHA = 0.2
@@ -93,7 +94,7 @@ def pck(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray, alpha: float, *,
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 17, 3)
     norm = np.asarray(norm, dtype=np.float64).reshape(-1)
     if not (len(pred) == len(gt) == len(norm)):
-        raise ValueError(f"pck: pred ({len(pred)}), gt ({len(gt)}) and norm ({len(norm)}) must "
+        raise ConfigError(f"pck: pred ({len(pred)}), gt ({len(gt)}) and norm ({len(norm)}) must "
                          "have one entry per person")
     j = list(joints)
     valid = np.isfinite(norm) & (norm > 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.errors import ConfigError
+from edgepose.errors import ConfigError, unknown_name
 from edgepose.eval.datasets import HARD, Person, get_spec, load_dataset, resolve_data_root, resolve_names
 from edgepose.eval.metrics import BBOX_ALPHA, TORSO_ALPHA, oks_ap, pck_bbox, pck_torso
 from edgepose.models._crop import CROP_CONVENTIONS, crop_convention
@@ -107,7 +107,7 @@ class EvalReport:
         for r in self.rows:
             if r.name == name:
                 return r
-        raise KeyError(f"no row {name!r} in this report; rows: {', '.join(r.name for r in self.rows)}")
+        raise unknown_name("report row", name, [r.name for r in self.rows])
 
     def to_dict(self) -> dict:
         """JSON-ready summary (rows, protocol, mean model time); per-person results left out."""

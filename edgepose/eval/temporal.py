@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.assets import ASSETS_ENV, AssetsNotFoundError, assets_dir
-from edgepose.errors import unknown_name
+from edgepose.errors import ConfigError, unknown_name
 from edgepose.types import KEYPOINT_NAMES, NUM_KEYPOINTS, to_coco17
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def run_model_track(model, video: str | os.PathLike, *, start: int = 0, stop: in
     from edgepose.video.sources import VideoFileSource
 
     if not isinstance(keyframe_interval, int) or keyframe_interval < 1:
-        raise ValueError(f"keyframe_interval must be an int >= 1, got {keyframe_interval!r}")
+        raise ConfigError(f"keyframe_interval must be an int >= 1, got {keyframe_interval!r}")
     opts = EstimatorOptions(running_mode="video", smoothing=smoothing)
     est = PoseEstimator(model, options=opts, num_threads=num_threads)
     kps, scores, frames, ms = [], [], [], []

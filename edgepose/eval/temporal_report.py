@@ -34,6 +34,7 @@ from edgepose.eval.temporal import EVAL_CLIPS, cached_model_track, check_assets,
 from edgepose.video.one_euro import OneEuroConfig
 from edgepose.video.sources import video_size
 from edgepose.video.tracks import one_euro_track, roi_sides
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def evaluate_clip(name: str, opts: TemporalEvalOptions) -> list[dict]:
     raw = _track(opts, opts.model, video, **kw)
     fps = raw.fps
     if len(raw) != len(ref):
-        raise ValueError(f"{name}: model track has {len(raw)} frames, reference {len(ref)}")
+        raise ConfigError(f"{name}: model track has {len(raw)} frames, reference {len(ref)}")
     model_ms = float(np.nanmean(raw.infer_ms))
     times = np.arange(len(raw)) * 1000.0 / fps  # frame times (a prefiltered smoother needs them)
     rows = [_row(name, "raw", 0, fps, raw.keypoints, ref, model_ms)]

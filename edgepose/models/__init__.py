@@ -6,7 +6,6 @@ A card is never guessed from tensor shapes: a file edgepose does not recognise n
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Callable
 from edgepose.errors import ModelLoadError, unknown_name
 from edgepose.models._crop import Roi
 from edgepose.models.base import Estimate, PoseModel
+from edgepose._hash import sha256_file
 
 #: Environment variable: extra folders (os.pathsep-separated) searched for model files.
 MODEL_DIR_ENV = "EDGEPOSE_MODEL_DIR"
@@ -158,14 +158,6 @@ def how_to_get(filename: str) -> str:
     return (f"edgepose does not download {filename}: set {MODEL_DIR_ENV} to the folder holding it, "
             f"pass --model-dir, or pass the file path (the default model {DEFAULT_MODEL!r} ships in the "
             "package)")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _card_for_path(path: Path, backend) -> CardSpec:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose._optional import require
+from edgepose.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def crop_convention(name: str):
         ...     est = model.estimate(frame, roi)
     """
     if name not in CROP_CONVENTIONS:
-        raise ValueError(f"crop convention {name!r} is not one of {', '.join(CROP_CONVENTIONS)}; "
+        raise ConfigError(f"crop convention {name!r} is not one of {', '.join(CROP_CONVENTIONS)}; "
                          "'centre' is the runtime's, 'index' the evaluation protocol's")
     token = _CONVENTION.set(name)
     try:

@@ -74,7 +74,7 @@ class PoseModel:
 
     def next_roi(self, est: Estimate, image_size: tuple[int, int]) -> Roi | None:
         """The ROI for the next frame from this frame's estimate; None when the pose is lost."""
-        from edgepose.video.tracker import roi_from_keypoints
+        from edgepose.models.roi import roi_from_keypoints
 
         return roi_from_keypoints(est.keypoints, est.scores, image_size)
 

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from edgepose.backends.base import Backend
-from edgepose.errors import ModelLoadError
+from edgepose.errors import ConfigError, ModelLoadError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 from edgepose.models.base import Estimate, PoseModel, StageTimer
 from edgepose.types import to_coco17
@@ -118,7 +118,7 @@ def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np
     logits = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
     anchors = np.asarray(anchors, dtype=np.float64)
     if not (len(raw) == len(logits) == len(anchors)):
-        raise ValueError(f"raw_boxes ({len(raw)}), raw_scores ({len(logits)}) and anchors "
+        raise ConfigError(f"raw_boxes ({len(raw)}), raw_scores ({len(logits)}) and anchors "
                          f"({len(anchors)}) must have the same length")
     scores = sigmoid(np.clip(logits, -SCORE_CLIP, SCORE_CLIP))
     keep = scores >= min_score
@@ -299,7 +299,7 @@ class BlazePose(PoseModel):
         self.detector = detector
         self.refine_heatmap = refine_heatmap
         if not 0.0 <= min_presence <= 1.0:
-            raise ValueError(f"min_presence must be in [0, 1], got {min_presence!r}")
+            raise ConfigError(f"min_presence must be in [0, 1], got {min_presence!r}")
         self.min_presence = float(min_presence)
         self._lm_in = self._image_input(backend, "landmark", (256, 256))
         self.input_size = (int(self._lm_in.shape[2]), int(self._lm_in.shape[1]))

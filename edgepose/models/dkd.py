@@ -23,7 +23,7 @@ import json
 import numpy as np
 
 from edgepose.backends.base import Backend
-from edgepose.errors import ModelLoadError
+from edgepose.errors import ConfigError, ModelLoadError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 from edgepose.models.base import Estimate, PoseModel, StageTimer
 from edgepose.models.student import decode_heatmaps
@@ -79,7 +79,7 @@ class DKDModel(PoseModel):
         if keyframe_interval is None:
             keyframe_interval = int(meta.get("edgepose.keyframe_interval", 0))
         if keyframe_interval < 0:
-            raise ValueError(f"keyframe_interval must be >= 0, got {keyframe_interval!r}")
+            raise ConfigError(f"keyframe_interval must be >= 0, got {keyframe_interval!r}")
         self.keyframe_interval = keyframe_interval
         specs = {s.name: s for s in backend.inputs}
         missing = [n for n in (self._state_in, self._gate) if n not in specs]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose.backends.base import Backend
-from edgepose.errors import ModelLoadError
+from edgepose.errors import ConfigError, ModelLoadError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 from edgepose.models.base import Estimate, PoseModel, StageTimer
 
@@ -126,7 +126,7 @@ class MoveNetMultiPose(MultiPersonModel):
         super().__init__(backend)
         self.name = name
         if not 0.0 <= min_pose_score <= 1.0:
-            raise ValueError(f"min_pose_score must be in [0, 1], got {min_pose_score!r}")
+            raise ConfigError(f"min_pose_score must be in [0, 1], got {min_pose_score!r}")
         self.min_pose_score = float(min_pose_score)
         spec = backend.inputs[0] if len(backend.inputs) == 1 else None
         if spec is None or len(spec.shape) != 4 or spec.shape[3] != 3:

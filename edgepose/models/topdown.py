@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from edgepose.backends.base import Backend
-from edgepose.errors import ModelLoadError
+from edgepose.errors import ConfigError, ModelLoadError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 from edgepose.models.base import Estimate, PoseModel, StageTimer
 from edgepose.models.multipose import MoveNetMultiPose, MultiPersonModel
@@ -150,7 +150,7 @@ class TopDownOptions:
         for f in ("min_pose_score", "keypoint_threshold", "oks_nms"):
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"TopDownOptions.{f} must be in [0, 1], got {v!r}")
+                raise ConfigError(f"TopDownOptions.{f} must be in [0, 1], got {v!r}")
 
 
 def rescore(scores: np.ndarray, det_score: float, threshold: float) -> float:

@@ -25,7 +25,8 @@ import numpy as np
 
 from edgepose.offload.timing import LatencyStats
 from edgepose.offload.netem import NetworkEmulator
-from edgepose.server.protocol import HEADER_LENGTH, ProtocolError, decode_infer_response, encode_infer_request
+from edgepose.protocol import HEADER_LENGTH, ProtocolError, decode_infer_response, encode_infer_request
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,13 @@ class ClientOptions:
 
     def __post_init__(self):
         if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"ClientOptions.workers must be an int >= 1, got {self.workers!r}")
+            raise ConfigError(f"ClientOptions.workers must be an int >= 1, got {self.workers!r}")
         if not self.rate_per_s > 0:
-            raise ValueError(f"ClientOptions.rate_per_s must be > 0, got {self.rate_per_s!r}")
+            raise ConfigError(f"ClientOptions.rate_per_s must be > 0, got {self.rate_per_s!r}")
         if not isinstance(self.burst, int) or self.burst < 1:
-            raise ValueError(f"ClientOptions.burst must be an int >= 1, got {self.burst!r}")
+            raise ConfigError(f"ClientOptions.burst must be an int >= 1, got {self.burst!r}")
         if not 0 < self.backoff_base_s <= self.backoff_max_s:
-            raise ValueError("ClientOptions.backoff_base_s must be > 0 and <= backoff_max_s, got "
+            raise ConfigError("ClientOptions.backoff_base_s must be > 0 and <= backoff_max_s, got "
                              f"{self.backoff_base_s!r} / {self.backoff_max_s!r}")
 
 
@@ -188,7 +189,7 @@ class OffloadClient:
                  emulator: NetworkEmulator | None = None):
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"OffloadClient.url must look like http://host:port, got {url!r}")
+            raise ConfigError(f"OffloadClient.url must look like http://host:port, got {url!r}")
         self.url, self.host, self.port = url, parts.hostname, parts.port or 80
         self.options = options or ClientOptions()
         self.emulator = emulator

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 
 @dataclass
@@ -36,15 +37,15 @@ class KeyframeConfig:
 
     def __post_init__(self):
         if not isinstance(self.k_min, int) or self.k_min < 1:
-            raise ValueError(f"KeyframeConfig.k_min must be an int >= 1, got {self.k_min!r}")
+            raise ConfigError(f"KeyframeConfig.k_min must be an int >= 1, got {self.k_min!r}")
         if not isinstance(self.k_max, int) or self.k_max < self.k_min:
-            raise ValueError(f"KeyframeConfig.k_max must be an int >= k_min ({self.k_min}), got {self.k_max!r}")
+            raise ConfigError(f"KeyframeConfig.k_max must be an int >= k_min ({self.k_min}), got {self.k_max!r}")
         if not 0.0 < self.target_within < 1.0:
-            raise ValueError(f"KeyframeConfig.target_within must be in (0, 1), got {self.target_within!r}")
+            raise ConfigError(f"KeyframeConfig.target_within must be in (0, 1), got {self.target_within!r}")
         if not isinstance(self.min_events, int) or self.min_events < 1:
-            raise ValueError(f"KeyframeConfig.min_events must be an int >= 1, got {self.min_events!r}")
+            raise ConfigError(f"KeyframeConfig.min_events must be an int >= 1, got {self.min_events!r}")
         if not isinstance(self.window, int) or self.window < 10:
-            raise ValueError(f"KeyframeConfig.window must be an int >= 10, got {self.window!r}")
+            raise ConfigError(f"KeyframeConfig.window must be an int >= 10, got {self.window!r}")
 
 
 class KeyframeController:
@@ -139,17 +140,17 @@ class OffloadControlConfig:
         sizes = tuple(self.crop_sizes)
         if not sizes or any(not isinstance(v, int) or not 32 <= v <= 1024 for v in sizes) or \
                 list(sizes) != sorted(sizes, reverse=True):
-            raise ValueError("OffloadControlConfig.crop_sizes must be ints in [32, 1024], largest first, got "
+            raise ConfigError("OffloadControlConfig.crop_sizes must be ints in [32, 1024], largest first, got "
                              f"{self.crop_sizes!r}")
         if not 0.0 < self.min_scale <= 1.0:
-            raise ValueError(f"OffloadControlConfig.min_scale must be in (0, 1], got {self.min_scale!r}")
+            raise ConfigError(f"OffloadControlConfig.min_scale must be in (0, 1], got {self.min_scale!r}")
         if not 0.0 <= self.low < self.high <= 1.0:
-            raise ValueError(f"OffloadControlConfig.low ({self.low!r}) must be < high ({self.high!r}), both in [0, 1]")
+            raise ConfigError(f"OffloadControlConfig.low ({self.low!r}) must be < high ({self.high!r}), both in [0, 1]")
         for f in ("window", "cooldown"):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
-                raise ValueError(f"OffloadControlConfig.{f} must be an int >= 1, got {getattr(self, f)!r}")
+                raise ConfigError(f"OffloadControlConfig.{f} must be an int >= 1, got {getattr(self, f)!r}")
         if not isinstance(self.probe_every, int) or self.probe_every < 0:
-            raise ValueError(f"OffloadControlConfig.probe_every must be an int >= 0, got {self.probe_every!r}")
+            raise ConfigError(f"OffloadControlConfig.probe_every must be an int >= 0, got {self.probe_every!r}")
 
 
 class OffloadRateController:
@@ -201,7 +202,7 @@ class OffloadRateController:
     def record(self, outcome: str, *, transfer_share: float = 0.0) -> None:
         """Record one outcome; ``transfer_share``: upload time / predicted answer time."""
         if outcome not in _OUTCOMES:
-            raise ValueError(f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")
+            raise ConfigError(f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")
         c = self.config
         self._n += 1
         self.counts[outcome] += 1

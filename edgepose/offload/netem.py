@@ -22,7 +22,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-from edgepose.errors import unknown_name
+from edgepose.errors import ConfigError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class LinkSpec:
         for f in ("uplink_mbps", "downlink_mbps", "rtt_ms", "jitter_ms"):
             v = getattr(self, f)
             if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"LinkSpec.{f} must be a number >= 0, got {v!r}")
+                raise ConfigError(f"LinkSpec.{f} must be a number >= 0, got {v!r}")
         if not 0.0 <= self.loss <= 1.0:
-            raise ValueError(f"LinkSpec.loss must be in [0, 1], got {self.loss!r}")
+            raise ConfigError(f"LinkSpec.loss must be in [0, 1], got {self.loss!r}")
 
     def transfer_ms(self, nbytes: int, *, up: bool = True) -> float:
         """Serialisation time of ``nbytes`` on one leg, in ms (0 when the leg is unshaped)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgepose.offload.timing import LatencyStats
 from edgepose.offload.netem import LinkSpec
+from edgepose.errors import ConfigError
 
 
 _MODES = ("rate", "threshold")
@@ -90,28 +91,28 @@ class PolicyConfig:
 
     def __post_init__(self):
         if self.mode not in _MODES:
-            raise ValueError(f"PolicyConfig.mode {self.mode!r} is not one of {', '.join(_MODES)}")
+            raise ConfigError(f"PolicyConfig.mode {self.mode!r} is not one of {', '.join(_MODES)}")
         if not 0.0 < self.target_rate < 1.0:
-            raise ValueError(f"PolicyConfig.target_rate must be in (0, 1), got {self.target_rate!r}")
+            raise ConfigError(f"PolicyConfig.target_rate must be in (0, 1), got {self.target_rate!r}")
         if not self.target_rate <= self.leave_rate < 1.0:
-            raise ValueError(f"PolicyConfig.leave_rate ({self.leave_rate!r}) must be >= target_rate "
+            raise ConfigError(f"PolicyConfig.leave_rate ({self.leave_rate!r}) must be >= target_rate "
                              f"({self.target_rate!r}) and < 1")
         if not isinstance(self.window, int) or self.window < 10:
-            raise ValueError(f"PolicyConfig.window must be an int >= 10, got {self.window!r}")
+            raise ConfigError(f"PolicyConfig.window must be an int >= 10, got {self.window!r}")
         if not isinstance(self.warmup, int) or not 1 <= self.warmup <= self.window:
-            raise ValueError(f"PolicyConfig.warmup must be an int in [1, window={self.window}], got {self.warmup!r}")
+            raise ConfigError(f"PolicyConfig.warmup must be an int in [1, window={self.window}], got {self.warmup!r}")
         if not 0.0 <= self.max_share <= 1.0:
-            raise ValueError(f"PolicyConfig.max_share must be in [0, 1], got {self.max_share!r}")
+            raise ConfigError(f"PolicyConfig.max_share must be in [0, 1], got {self.max_share!r}")
         if not isinstance(self.burst, int) or self.burst < 1:
-            raise ValueError(f"PolicyConfig.burst must be an int >= 1, got {self.burst!r}")
+            raise ConfigError(f"PolicyConfig.burst must be an int >= 1, got {self.burst!r}")
         if not 0.0 <= self.leave < self.enter <= 1.0:
-            raise ValueError(f"PolicyConfig.leave ({self.leave!r}) must be < enter ({self.enter!r}), both in [0, 1]")
+            raise ConfigError(f"PolicyConfig.leave ({self.leave!r}) must be < enter ({self.enter!r}), both in [0, 1]")
         for f in ("confident_mean", "motion_scale", "sigma_scale"):
             if not getattr(self, f) > 0:
-                raise ValueError(f"PolicyConfig.{f} must be > 0, got {getattr(self, f)!r}")
+                raise ConfigError(f"PolicyConfig.{f} must be > 0, got {getattr(self, f)!r}")
         if min(self.w_confidence, self.w_visible, self.w_motion) < 0 or \
                 self.w_confidence + self.w_visible + self.w_motion <= 0:
-            raise ValueError("PolicyConfig weights w_confidence, w_visible, w_motion must be >= 0 with a positive sum")
+            raise ConfigError("PolicyConfig weights w_confidence, w_visible, w_motion must be >= 0 with a positive sum")
 
 
 def hard_frame_score(scores: np.ndarray | None, *, box_size: float = 1.0, motion_px: float = 0.0,

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose._optional import require
-from edgepose.errors import EdgePoseError
+from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.models._crop import Roi, apply_affine, crop, invert_affine
 from edgepose.offload.answers import cloud_pose, copy_pose, other_person, reseed_estimator, trace_row
 from edgepose.offload.client import ClientOptions, OffloadClient, Pending
@@ -59,7 +59,7 @@ from edgepose.offload.netem import LinkSpec, get_link
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy
 from edgepose.offload.runtime_options import RuntimeOptions
 from edgepose.offload.timing import BudgetTracker, LatencyStats
-from edgepose.server.served import IMAGE_BYTES, KEYPOINTS
+from edgepose.protocol import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,10 @@ class CloudEdgeRuntime:
         from edgepose.estimator import RunningMode
 
         if estimator.options.running_mode != RunningMode.VIDEO:
-            raise ValueError("CloudEdgeRuntime.estimator must be in video mode; create it with "
+            raise ConfigError("CloudEdgeRuntime.estimator must be in video mode; create it with "
                              "EstimatorOptions(running_mode='video')")
         if getattr(estimator, "delay", 0):
-            raise ValueError(f"CloudEdgeRuntime needs an estimator whose results are not delayed; its smoother "
+            raise ConfigError(f"CloudEdgeRuntime needs an estimator whose results are not delayed; its smoother "
                              f"declares {estimator.delay} frames: use a zero-delay smoother (e.g. 'one_euro')")
         self.estimator = estimator
         self.client = client

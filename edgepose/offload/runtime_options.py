@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from edgepose.offload.controllers import KeyframeConfig, OffloadControlConfig
 from edgepose.offload.policy import PolicyConfig
+from edgepose.errors import ConfigError
 
 _PROPAGATE = ("hold", "velocity")
 
@@ -52,13 +53,13 @@ class RuntimeOptions:
 
     def __post_init__(self):
         if not self.budget_ms > 0:
-            raise ValueError(f"RuntimeOptions.budget_ms must be > 0, got {self.budget_ms!r}")
+            raise ConfigError(f"RuntimeOptions.budget_ms must be > 0, got {self.budget_ms!r}")
         if self.result_delay_ms is not None and not 0 <= self.result_delay_ms < self.budget_ms:
-            raise ValueError(f"RuntimeOptions.result_delay_ms must be None or in [0, budget_ms={self.budget_ms:g}), "
+            raise ConfigError(f"RuntimeOptions.result_delay_ms must be None or in [0, budget_ms={self.budget_ms:g}), "
                              f"got {self.result_delay_ms!r}; a result held longer than the budget misses it")
         if not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"RuntimeOptions.jpeg_quality must be an int in [1, 100], got {self.jpeg_quality!r}")
+            raise ConfigError(f"RuntimeOptions.jpeg_quality must be an int in [1, 100], got {self.jpeg_quality!r}")
         if not self.late_reseed_ms >= 0:
-            raise ValueError(f"RuntimeOptions.late_reseed_ms must be >= 0, got {self.late_reseed_ms!r}")
+            raise ConfigError(f"RuntimeOptions.late_reseed_ms must be >= 0, got {self.late_reseed_ms!r}")
         if self.propagate not in _PROPAGATE:
-            raise ValueError(f"RuntimeOptions.propagate {self.propagate!r} is not one of {', '.join(_PROPAGATE)}")
+            raise ConfigError(f"RuntimeOptions.propagate {self.propagate!r} is not one of {', '.join(_PROPAGATE)}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose._optional import require
-from edgepose.errors import EdgePoseError
+from edgepose.errors import ConfigError, EdgePoseError
 from edgepose.offload.netem import LinkSpec
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def plan_split(model_path: str | os.PathLike, link: LinkSpec, *, edge_ms: np.nda
             at one byte per element).
     """
     if not edge_slowdown > 0 or not server_speedup > 0:
-        raise ValueError(f"plan_split: edge_slowdown and server_speedup must be > 0, got "
+        raise ConfigError(f"plan_split: edge_slowdown and server_speedup must be > 0, got "
                          f"{edge_slowdown!r} / {server_speedup!r}")
     if edge_ms is None:
         edge_ms = profile_layers(model_path)
@@ -279,7 +279,7 @@ def plan_split(model_path: str | os.PathLike, link: LinkSpec, *, edge_ms: np.nda
     cuts = candidate_cuts(model_path, max_tensors=max_tensors)
     n = cuts[-1].index + 1
     if len(node_ms) != n:
-        raise ValueError(f"plan_split: edge_ms has {len(node_ms)} entries, the graph has {n} nodes")
+        raise ConfigError(f"plan_split: edge_ms has {len(node_ms)} entries, the graph has {n} nodes")
     prefix = np.concatenate([[0.0], np.cumsum(node_ms)])
     out_bytes = cuts[-1].bytes
     opts = []

@@ -11,6 +11,7 @@ import collections
 import math
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 
 class LatencyStats:
@@ -23,9 +24,9 @@ class LatencyStats:
 
     def __init__(self, window: int = 300, alpha: float = 0.1):
         if not isinstance(window, int) or window < 1:
-            raise ValueError(f"LatencyStats.window must be an int >= 1, got {window!r}")
+            raise ConfigError(f"LatencyStats.window must be an int >= 1, got {window!r}")
         if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"LatencyStats.alpha must be in (0, 1], got {alpha!r}")
+            raise ConfigError(f"LatencyStats.alpha must be in (0, 1], got {alpha!r}")
         self.alpha = alpha
         self._win: collections.deque[float] = collections.deque(maxlen=window)
         self.ewma: float | None = None
@@ -56,7 +57,7 @@ class BudgetTracker:
 
     def __init__(self, budget_ms: float, *, window: int = 300):
         if not budget_ms > 0:
-            raise ValueError(f"BudgetTracker.budget_ms must be > 0, got {budget_ms!r}")
+            raise ConfigError(f"BudgetTracker.budget_ms must be > 0, got {budget_ms!r}")
         self.budget_ms = float(budget_ms)
         self.window = window
         self.frame = LatencyStats(window)

@@ -5,7 +5,7 @@ load when a model is served.
 """
 
 from edgepose.server.app import PoseServer, ServerOptions
-from edgepose.server.protocol import DeadlineExceededError, ProtocolError
+from edgepose.protocol import DeadlineExceededError, ProtocolError
 from edgepose.server.served import IMAGE, IMAGE_BYTES, KEYPOINTS, OnnxServedModel, PoseServedModel, ServedModel
 
 

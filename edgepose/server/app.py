@@ -29,7 +29,7 @@ from typing import Callable
 
 from edgepose.errors import ConfigError
 from edgepose.server._http import Body, HttpError, HttpServer
-from edgepose.server.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
+from edgepose.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 from edgepose.server.served import PoseServedModel, ServedModel, request_deadline
 from edgepose.version import __version__
 

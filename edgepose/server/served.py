@@ -2,7 +2,7 @@
 
 A served model declares KServe V2 metadata (inputs/outputs with datatype and shape, -1 for a
 dynamic axis) and implements ``infer(inputs, parameters) -> outputs``. Validation errors are
-:class:`~edgepose.server.protocol.ProtocolError` (HTTP 400) naming the tensor.
+:class:`~edgepose.protocol.ProtocolError` (HTTP 400) naming the tensor.
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgepose._optional import require
-from edgepose.server.protocol import DeadlineExceededError, ProtocolError, v2_datatype
+from edgepose.protocol import IMAGE, IMAGE_BYTES, KEYPOINTS, DeadlineExceededError, ProtocolError, v2_datatype
 
 log = logging.getLogger(__name__)
 
 #: Input tensor names of the pose contract.
-IMAGE_BYTES = "image_bytes"  #: BYTES [N]: JPEG/PNG-encoded RGB person crops
-IMAGE = "image"  #: UINT8 [N, H, W, 3]: RGB person crops
-KEYPOINTS = "keypoints"  #: FP32 [N, K, 3]: x, y (pixels of the input image), score
 
 #: Largest image side accepted (a person crop; larger is a misuse of the offload path).
 MAX_SIDE = 4096

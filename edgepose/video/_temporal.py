@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.errors import ModelLoadError
+from edgepose.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class TemporalModel:
         fixed = self.backend.inputs[0].shape[0]
         if isinstance(fixed, int) and fixed > 0 and len(x) != fixed:
             if len(x) % fixed:
-                raise ValueError(f"{self.path.name} takes {fixed} channels per call, got {len(x)}")
+                raise ConfigError(f"{self.path.name} takes {fixed} channels per call, got {len(x)}")
             return np.concatenate([self(x[i:i + fixed]) for i in range(0, len(x), fixed)])
         return self.backend.run({self.input_name: x})[self.output_name].astype(np.float64)
 

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edgepose._optional import require
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class DropOldestQueue:
 
     def __init__(self, maxsize: int = 1):
         if not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"DropOldestQueue maxsize must be an int >= 1, got {maxsize!r}")
+            raise ConfigError(f"DropOldestQueue maxsize must be an int >= 1, got {maxsize!r}")
         self.maxsize = maxsize
         self._items: collections.deque = collections.deque()
         self._cond = threading.Condition()

@@ -115,12 +115,12 @@ class LearnedGainFilter:
         A time not after the previous one restarts the filter (as :class:`OneEuroFilter`).
         """
         if not scale > 0:
-            raise ValueError(f"LearnedGainFilter scale must be > 0, got {scale!r}")
+            raise ConfigError(f"LearnedGainFilter scale must be > 0, got {scale!r}")
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (17, 2):
-            raise ValueError(f"LearnedGainFilter filters (17, 2) keypoints, got shape {x.shape}")
+            raise ConfigError(f"LearnedGainFilter filters (17, 2) keypoints, got shape {x.shape}")
         if scores is None:
-            raise ValueError("LearnedGainFilter needs the keypoint scores (scores=...): the gain "
+            raise ConfigError("LearnedGainFilter needs the keypoint scores (scores=...): the gain "
                              "depends on them; use OneEuroFilter when there are none")
         s = np.asarray(scores, dtype=np.float64).reshape(17)
         t = float(timestamp_ms)

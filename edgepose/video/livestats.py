@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 
 @dataclass
@@ -36,9 +37,9 @@ class LiveStats:
 
     def __init__(self, *, budget_ms: float | None = None, window_s: float = 1.0, clock=time.monotonic):
         if budget_ms is not None and not budget_ms > 0:
-            raise ValueError(f"LiveStats budget_ms must be > 0 or None, got {budget_ms!r}")
+            raise ConfigError(f"LiveStats budget_ms must be > 0 or None, got {budget_ms!r}")
         if not window_s > 0:
-            raise ValueError(f"LiveStats window_s must be > 0, got {window_s!r}")
+            raise ConfigError(f"LiveStats window_s must be > 0, got {window_s!r}")
         self.budget_ms, self.window_s, self._clock = budget_ms, float(window_s), clock
         self._t0 = self._start = clock()
         self._win = _Window()

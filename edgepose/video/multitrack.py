@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose.types import COCO_SIGMAS
+from edgepose.errors import ConfigError
 
 #: tfjs KeypointTracker defaults (pose-detection/src/calculators/constants.ts).
 DEFAULT_MAX_AGE_MS = 1000
@@ -54,15 +55,15 @@ class TrackerOptions:
 
     def __post_init__(self):
         if not isinstance(self.max_age_ms, int) or self.max_age_ms < 0:
-            raise ValueError(f"TrackerOptions.max_age_ms must be an int >= 0, got {self.max_age_ms!r}")
+            raise ConfigError(f"TrackerOptions.max_age_ms must be an int >= 0, got {self.max_age_ms!r}")
         for f in ("min_oks", "min_iou", "keypoint_threshold"):
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"TrackerOptions.{f} must be in [0, 1], got {v!r}")
+                raise ConfigError(f"TrackerOptions.{f} must be in [0, 1], got {v!r}")
         if not isinstance(self.min_keypoints, int) or not 1 <= self.min_keypoints <= 17:
-            raise ValueError(f"TrackerOptions.min_keypoints must be an int in [1, 17], got {self.min_keypoints!r}")
+            raise ConfigError(f"TrackerOptions.min_keypoints must be an int in [1, 17], got {self.min_keypoints!r}")
         if not isinstance(self.max_tracks, int) or self.max_tracks < 1:
-            raise ValueError(f"TrackerOptions.max_tracks must be an int >= 1, got {self.max_tracks!r}")
+            raise ConfigError(f"TrackerOptions.max_tracks must be an int >= 1, got {self.max_tracks!r}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from edgepose.errors import ConfigError
 
 _TWO_PI = 2.0 * math.pi
 
@@ -53,9 +54,9 @@ class OneEuroConfig:
         for f in ("min_cutoff", "beta", "d_cutoff"):
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"OneEuroConfig.{f} must be a finite number >= 0, got {v!r}")
+                raise ConfigError(f"OneEuroConfig.{f} must be a finite number >= 0, got {v!r}")
         if self.min_cutoff == 0 or self.d_cutoff == 0:
-            raise ValueError("OneEuroConfig.min_cutoff and d_cutoff must be > 0")
+            raise ConfigError("OneEuroConfig.min_cutoff and d_cutoff must be > 0")
 
 
 class OneEuroFilter:
@@ -87,7 +88,7 @@ class OneEuroFilter:
             The filtered values (a new float64 array).
         """
         if not scale > 0:
-            raise ValueError(f"OneEuroFilter scale must be > 0, got {scale!r}")
+            raise ConfigError(f"OneEuroFilter scale must be > 0, got {scale!r}")
         x = np.asarray(x, dtype=np.float64)
         t = float(timestamp_ms)
         if self._t is None or t <= self._t:
@@ -123,10 +124,10 @@ def check_fixed_lag(delay, method: str = "forward-backward") -> int:
     import numbers
 
     if isinstance(delay, bool) or not isinstance(delay, numbers.Integral) or not 0 <= delay <= MAX_FIXED_LAG:
-        raise ValueError(f"FixedLagOneEuro delay must be an int from 0 to {MAX_FIXED_LAG} (frames), "
+        raise ConfigError(f"FixedLagOneEuro delay must be an int from 0 to {MAX_FIXED_LAG} (frames), "
                          f"got {delay!r}")
     if method not in FIXED_LAG_METHODS:
-        raise ValueError(f"FixedLagOneEuro method must be one of {FIXED_LAG_METHODS}, got {method!r}")
+        raise ConfigError(f"FixedLagOneEuro method must be one of {FIXED_LAG_METHODS}, got {method!r}")
     return int(delay)
 
 
@@ -186,7 +187,7 @@ class FixedLagOneEuro:
                  method: str = "forward-backward", *, causal=None):
         self.delay = check_fixed_lag(delay, method)
         if causal is not None and method != "triangular":
-            raise ValueError(f"FixedLagOneEuro(causal=...) needs method='triangular' (the "
+            raise ConfigError(f"FixedLagOneEuro(causal=...) needs method='triangular' (the "
                              f"forward-backward pass is One Euro's own), got method={method!r}")
         self.method = method
         self.config = config
@@ -215,7 +216,7 @@ class FixedLagOneEuro:
         arr = None if x is None else np.asarray(x, dtype=np.float64)
         if arr is not None and np.isfinite(arr).all():
             if not scale > 0:
-                raise ValueError(f"FixedLagOneEuro scale must be > 0, got {scale!r}")
+                raise ConfigError(f"FixedLagOneEuro scale must be > 0, got {scale!r}")
             if self._last_t is None or t <= self._last_t:
                 self._seg += 1  # a new segment: the causal filter restarts too
                 self._fwd.reset()

@@ -38,6 +38,7 @@ from edgepose.video._temporal import (SMOOTHER_FILE, ZERO_LAG_SMOOTHER_FILE, DAT
                                       fill_gaps, frame_side, from_channels, person_scale,
                                       prefilter_config, to_channels)
 from edgepose.video.one_euro import OneEuroFilter
+from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class SmootherOptions:
 
     def __post_init__(self):
         if not isinstance(self.delay, int) or self.delay < 0:
-            raise ValueError(f"SmootherOptions.delay must be an int >= 0, got {self.delay!r}")
+            raise ConfigError(f"SmootherOptions.delay must be an int >= 0, got {self.delay!r}")
         if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"SmootherOptions.min_score must be in [0, 1] or None, got {self.min_score!r}")
+            raise ConfigError(f"SmootherOptions.min_score must be in [0, 1] or None, got {self.min_score!r}")
 
 
 @dataclass
@@ -112,7 +113,7 @@ class LearnedSmoother:
         self.offline_delay = min(self.max_delay, self.window // 2)
         if self.options.delay > self.max_delay:
             self.model.close()
-            raise ValueError(f"SmootherOptions.delay must be <= {self.max_delay} (the largest delay "
+            raise ConfigError(f"SmootherOptions.delay must be <= {self.max_delay} (the largest delay "
                              f"{self.model.path.name} was trained for), got {self.options.delay}")
         self.delay = self.options.delay
         self.reset()
@@ -147,7 +148,7 @@ class LearnedSmoother:
             sc = None
             if self.reads_scores:
                 if scores is None:
-                    raise ValueError(f"{self.model.path.name} reads the keypoint scores: pass scores= "
+                    raise ConfigError(f"{self.model.path.name} reads the keypoint scores: pass scores= "
                                      "(the pose's (17,) scores) with each pose")
                 sc = np.asarray(scores, dtype=np.float64).reshape(17)
             self._obs.append((kp, valid, self._oe(kp, timestamp_ms, scale=float(frame_side(kp))), sc))
@@ -235,7 +236,7 @@ class LearnedSmoother:
         n = len(kps)
         present = np.isfinite(kps).all(axis=(1, 2))
         if self.prefilter is not None and timestamps_ms is None:
-            raise ValueError(f"{self.model.path.name} has a One Euro prefilter, which needs the frames' "
+            raise ConfigError(f"{self.model.path.name} has a One Euro prefilter, which needs the frames' "
                              "times: pass timestamps_ms=np.arange(n) * 1000 / fps")
         if not offline or self.prefilter is not None:  # prefiltered: zero-lag only, online = offline
             self.reset()

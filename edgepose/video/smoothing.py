@@ -39,7 +39,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgepose.errors import unknown_name
+from edgepose.errors import ConfigError, unknown_name
 from edgepose.video._temporal import frame_side
 from edgepose.video.one_euro import FixedLagOneEuro, OneEuroConfig, OneEuroFilter
 
@@ -243,7 +243,7 @@ def list_smoothers() -> tuple[str, ...]:
 def register_smoother(name: str, factory: Callable[..., Smoother]) -> None:
     """Make ``factory(**kwargs)`` available as ``make_smoother(name, **kwargs)`` (and to the estimator)."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"smoother name must be a non-empty str, got {name!r}")
+        raise ConfigError(f"smoother name must be a non-empty str, got {name!r}")
     _REGISTRY[name] = factory
 
 
@@ -257,7 +257,7 @@ def make_smoother(spec: str | Smoother = "one_euro", **kwargs) -> Smoother:
     already is one."""
     if not isinstance(spec, str):
         if not is_smoother(spec):
-            raise ValueError(f"{type(spec).__name__} is not a smoother: it needs an int delay and "
+            raise ConfigError(f"{type(spec).__name__} is not a smoother: it needs an int delay and "
                              "reset(), update(keypoints, scores, timestamp_ms, scale=...), flush(), close()")
         return spec
     if spec not in _REGISTRY:

@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from edgepose._optional import require
-from edgepose.errors import MissingDependencyError, SourceError
+from edgepose.errors import ConfigError, MissingDependencyError, SourceError
 from edgepose.video.capture import CaptureClock, Grab, ThreadedCapture
 from edgepose.video.capture import has_gstreamer, jetson_csi_pipeline, v4l2_pipeline  # noqa: F401 (re-exported)
 
@@ -90,13 +90,13 @@ class CaptureOptions:
         for f in ("width", "height", "max_frames"):
             v = getattr(self, f)
             if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"CaptureOptions.{f} must be a positive int or None, got {v!r}")
+                raise ConfigError(f"CaptureOptions.{f} must be a positive int or None, got {v!r}")
         if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"CaptureOptions.fps must be > 0 or None, got {self.fps!r}")
+            raise ConfigError(f"CaptureOptions.fps must be > 0 or None, got {self.fps!r}")
         if not isinstance(self.queue_size, int) or self.queue_size < 1:
-            raise ValueError(f"CaptureOptions.queue_size must be an int >= 1, got {self.queue_size!r}")
+            raise ConfigError(f"CaptureOptions.queue_size must be an int >= 1, got {self.queue_size!r}")
         if self.fourcc is not None and len(self.fourcc) != 4:
-            raise ValueError(f"CaptureOptions.fourcc must be 4 characters (e.g. 'MJPG'), got {self.fourcc!r}")
+            raise ConfigError(f"CaptureOptions.fourcc must be 4 characters (e.g. 'MJPG'), got {self.fourcc!r}")
 
 
 def _options(options: CaptureOptions | None, **overrides) -> CaptureOptions:

@@ -20,10 +20,10 @@ from edgepose.video.one_euro import OneEuroConfig, OneEuroFilter
 
 def roi_sides(kps: np.ndarray, scores: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """(T,) the side of the crop the estimator ran on in each frame of a video-mode track: the
-    crop from the previous frame's pose (:func:`~edgepose.video.tracker.roi_from_keypoints`),
+    crop from the previous frame's pose (:func:`~edgepose.models.roi.roi_from_keypoints`),
     the full frame where there was none. Smoothing does not change the crops, so the estimator's
     One Euro output is ``one_euro_track(kps, fps, cfg, roi_sides(...))``."""
-    from edgepose.video.tracker import roi_from_keypoints
+    from edgepose.models.roi import roi_from_keypoints
 
     w, h = image_size
     out = np.full(len(kps), float(max(w, h)))

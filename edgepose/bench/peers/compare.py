@@ -46,16 +46,17 @@ class EdgePipeline:
 
     ORT sessions are opened without thread spinning: spinning workers would burn the CPU the
     interleaved peer needs (and edgepose's own timings would not change by more than noise).
+    ``model_dir``: an extra folder searched for the card's files (a suite's ``--assets ROOT/models``).
     """
 
     kind = "edgepose"
 
-    def __init__(self, name: str, card: str, *, threads: int):
+    def __init__(self, name: str, card: str, *, threads: int, model_dir=None):
         from edgepose.models import get_card, load_model
 
         self.name, self.card, self.threads = name, card, threads
         kw = {"spin": False} if get_card(card).files[0].endswith(".onnx") else {}
-        self.model = load_model(card, num_threads=threads, **kw)
+        self.model = load_model(card, num_threads=threads, model_dir=model_dir, **kw)
         self._est = {}
 
     def _estimator(self, mode: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from edgepose.errors import CompressionError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def export_onnx(model, path: str | os.PathLike, *, extra_metadata: dict | None =
     onnx.save(m, os.fspath(path))
     log.info("exported %s (%d bytes), parity max |torch - ort| = %.2e", path, path.stat().st_size, diff)
     if not diff <= PARITY_ATOL:
-        raise RuntimeError(f"ONNX export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
+        raise CompressionError(f"ONNX export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
     return diff
 
 
@@ -156,5 +157,5 @@ def export_tflite(model, path: str | os.PathLike, *, extra_metadata: dict | None
         zf.writestr("edgepose.json", json.dumps(meta))
     log.info("exported %s (%d bytes), parity max |torch - litert| = %.2e", path, path.stat().st_size, diff)
     if not diff <= PARITY_ATOL:
-        raise RuntimeError(f"TFLite export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
+        raise CompressionError(f"TFLite export of {model.kind} differs from torch by {diff:.3g} > {PARITY_ATOL}")
     return diff

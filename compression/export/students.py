@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..export.onnx_export import set_metadata, sha256_of
-from .cnn import OUTPUTS, StudentDeploy, StudentNet
+from .onnx_export import set_metadata, sha256_of
+from ..students.cnn import OUTPUTS, StudentDeploy, StudentNet
+from edgepose.errors import CompressionError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ class StudentExportConfig:
 
     def __post_init__(self):
         if self.parity_tol <= 0:
-            raise ValueError(f"StudentExportConfig.parity_tol must be > 0, got {self.parity_tol!r}")
+            raise ConfigError(f"StudentExportConfig.parity_tol must be > 0, got {self.parity_tol!r}")
         if self.check_inputs < 1:
-            raise ValueError(f"StudentExportConfig.check_inputs must be >= 1, got {self.check_inputs!r}")
+            raise ConfigError(f"StudentExportConfig.check_inputs must be >= 1, got {self.check_inputs!r}")
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _check_inputs(net: StudentNet, crops, n: int) -> list[np.ndarray]:
         imgs.append(rng.integers(0, 256, size=(s, s, 3), dtype=np.uint8))
     for c in imgs:
         if c.shape != (s, s, 3):
-            raise ValueError(f"check crop shape {c.shape} != ({s}, {s}, 3): crop to the student's input size")
+            raise ConfigError(f"check crop shape {c.shape} != ({s}, {s}, 3): crop to the student's input size")
     return [((c.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].copy() for c in imgs]
 
 
@@ -139,7 +140,7 @@ def _compare(net: StudentNet, deploy, inputs, run) -> tuple[float, float]:
 
 def _finish(path: Path, fmt: str, max_abs: float, max_px: float, meta: dict, cfg: StudentExportConfig):
     if max_abs > cfg.parity_tol:
-        raise RuntimeError(f"{fmt} export differs from torch by {max_abs:.2e} (> parity_tol={cfg.parity_tol}); "
+        raise CompressionError(f"{fmt} export differs from torch by {max_abs:.2e} (> parity_tol={cfg.parity_tol}); "
                            f"the file is at {str(path)!r} for inspection")
     log.info("exported %s (%d bytes): max |diff| %.2e, max keypoint diff %.3f px", path,
              os.path.getsize(path), max_abs, max_px)
@@ -179,7 +180,7 @@ def export_onnx_student(net: StudentNet, path: str | os.PathLike, cfg: StudentEx
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise RuntimeError(f"exported ONNX failed the checker: {exc}") from exc
+        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
     onnx.save(model, os.fspath(path))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -194,7 +195,7 @@ def _tflite_output_names(interp, n: int) -> list[str]:
     """Tensor names of the default signature's outputs ``output_0 .. output_{n-1}``, in that order."""
     details = interp.get_signature_runner().get_output_details()  # {"output_0": {"name", "index", ...}}
     if len(details) != n:
-        raise RuntimeError(f"the TFLite signature has {len(details)} outputs, expected {n}")
+        raise CompressionError(f"the TFLite signature has {len(details)} outputs, expected {n}")
     return [details[f"output_{i}"]["name"] for i in range(n)]
 
 

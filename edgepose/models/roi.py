@@ -1,4 +1,8 @@
-"""ROI tracking: the crop for frame t+1 from frame t's keypoints (MoveNet tfjs crop logic)."""
+"""ROI tracking: the crop for frame t+1 from frame t's keypoints (MoveNet tfjs crop logic).
+
+In the models layer (beside :class:`~edgepose.models._crop.Roi`) because a model card's own
+``next_roi`` uses it; the video tracker and the estimator import it from here.
+"""
 
 from __future__ import annotations
 

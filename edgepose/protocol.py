@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.errors import EdgePoseError
+from edgepose.errors import ConfigError, EdgePoseError
+
+#: Tensor names of the pose contract, shared by the server and the offload client.
+IMAGE_BYTES = "image_bytes"  #: BYTES [N]: JPEG/PNG-encoded RGB person crops
+IMAGE = "image"  #: UINT8 [N, H, W, 3]: RGB person crops
+KEYPOINTS = "keypoints"  #: FP32 [N, K, 3]: x, y (pixels of the input image), score
 
 #: KServe V2 datatype -> numpy dtype (BYTES is a numpy object array of ``bytes``).
 DATATYPES: dict[str, np.dtype] = {
@@ -168,7 +173,7 @@ def _from_json_data(data, dtype_name: str, shape: tuple[int, ...], name: str) ->
             arr = np.asarray(flat, dtype=np.float64 if dt.kind == "f" else None)
             if dt.kind in "iu" and arr.size and (arr.dtype.kind == "f" or arr.min() < np.iinfo(dt).min
                                                  or arr.max() > np.iinfo(dt).max):
-                raise ValueError("out of range or not integral")
+                raise ConfigError("out of range or not integral")
             arr = arr.astype(dt)
     except (ValueError, OverflowError, FloatingPointError, TypeError) as exc:
         raise ProtocolError(f"input {name!r}: 'data' does not fit {dtype_name} ({exc})") from None
