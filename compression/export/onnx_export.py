@@ -107,6 +107,29 @@ def set_metadata(model, meta: dict[str, str]) -> None:
         entry.key, entry.value = k, str(v)
 
 
+def save_checked(proto, meta: dict, path, *, what: str = "ONNX") -> None:
+    """Embed ``meta``, run the ONNX checker (a failure is a :class:`CompressionError`), save to ``path``."""
+    import onnx
+
+    set_metadata(proto, meta)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise CompressionError(f"exported {what} failed the checker: {exc}") from exc
+    onnx.save(proto, os.fspath(path))
+
+
+def cpu_session(path, *, threads: int | None = None):
+    """A quiet ONNX Runtime CPU session on ``path`` (the parity checks of every exporter)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+
+
 def _run_ort(path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -157,12 +180,7 @@ def export_onnx(net: MoveNetTorch, path: str | os.PathLike, cfg: ExportConfig = 
                           input_names=["input"], output_names=["keypoints"], verbose=False)
         model = onnx.load(tmp_path)  # pulls any external data in
     meta = build_metadata(net, cfg, compression)
-    set_metadata(model, meta)
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
-    onnx.save(model, os.fspath(path))
+    save_checked(model, meta, path)
     log.info("exported %s in %.1fs", path, time.perf_counter() - t0)
     rng = np.random.default_rng(0)
     inputs = [c[None].astype(np.int32) for c in (check_crops or [])][: cfg.check_inputs]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .onnx_export import set_metadata, sha256_of
+from .onnx_export import cpu_session, save_checked, sha256_of
 from ..students.cnn import OUTPUTS, StudentDeploy, StudentNet
 from edgepose.errors import CompressionError, ConfigError
 
@@ -163,7 +163,6 @@ def export_onnx_student(net: StudentNet, path: str | os.PathLike, cfg: StudentEx
         RuntimeError: the ONNX checker fails or parity is worse than ``cfg.parity_tol``.
     """
     import onnx
-    import onnxruntime as ort
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,16 +175,8 @@ def export_onnx_student(net: StudentNet, path: str | os.PathLike, cfg: StudentEx
                           input_names=["image"], output_names=names, verbose=False)
         model = onnx.load(tmp_path)
     meta = student_metadata(net, {n: n for n in names}, provenance)
-    set_metadata(model, meta)
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
-    onnx.save(model, os.fspath(path))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+    save_checked(model, meta, path)
+    sess = cpu_session(path, threads=1)
     max_abs, max_px = _compare(net, deploy, _check_inputs(net, check_crops, cfg.check_inputs),
                                lambda x: sess.run(names, {"image": x}))
     return _finish(path, "onnx", max_abs, max_px, meta, cfg)

@@ -272,9 +272,8 @@ def export_dkd(model: DKDPose, path: str | os.PathLike, *, keyframe_interval: in
         RuntimeError: the checker fails or the rollout differs by more than ``parity_tol``.
     """
     import onnx
-    import onnxruntime as ort
 
-    from ..export.onnx_export import set_metadata
+    from ..export.onnx_export import cpu_session, save_checked
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,15 +287,8 @@ def export_dkd(model: DKDPose, path: str | os.PathLike, *, keyframe_interval: in
                           input_names=["image", "kernels", "gate"], output_names=["heatmaps", "kernels_out"])
         proto = onnx.load(tmp_path)
     meta = dkd_metadata(model, keyframe_interval=keyframe_interval, extra=extra_metadata)
-    set_metadata(proto, meta)
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise CompressionError(f"exported DKD ONNX failed the checker: {exc}") from exc
-    onnx.save(proto, os.fspath(path))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+    save_checked(proto, meta, path, what="DKD ONNX")
+    sess = cpu_session(path)
     diff = _rollout_diff(step, s, j, kd, lambda x, k, g: sess.run(None, {"image": x, "kernels": k, "gate": g}))
     if diff > parity_tol:
         raise CompressionError(f"DKD ONNX rollout differs from torch by {diff:.2e} (> parity_tol={parity_tol}); "

@@ -260,9 +260,8 @@ def export_heatmap_student(model: nn.Module, path: str | os.PathLike,
         RuntimeError: the checker fails or parity is worse than ``cfg.parity_tol``.
     """
     import onnx
-    import onnxruntime as ort
 
-    from ..export.onnx_export import set_metadata
+    from ..export.onnx_export import cpu_session, save_checked
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,15 +273,8 @@ def export_heatmap_student(model: nn.Module, path: str | os.PathLike,
                           input_names=["image"], output_names=["heatmaps"], verbose=False)
         proto = onnx.load(tmp_path)
     meta = student_metadata(model, extra=extra_metadata)
-    set_metadata(proto, meta)
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise CompressionError(f"exported ONNX failed the checker: {exc}") from exc
-    onnx.save(proto, os.fspath(path))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+    save_checked(proto, meta, path)
+    sess = cpu_session(path)
     rng = np.random.default_rng(0)
     diff = 0.0
     for _ in range(cfg.check_inputs):

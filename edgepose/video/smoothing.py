@@ -102,13 +102,11 @@ class NoSmoother:
         pass
 
 
-class OneEuroSmoother:
-    """:class:`~edgepose.video.one_euro.OneEuroFilter` behind :class:`Smoother` (``"one_euro"``)."""
+class _ZeroLagFilter:
+    """A zero-delay filter object (``reset()``, ``__call__(kps, ts, scale=...)``) behind :class:`Smoother`."""
 
     delay = 0
-
-    def __init__(self, config: OneEuroConfig | None = None):
-        self.filter = OneEuroFilter(config or OneEuroConfig())
+    _reads_scores = False
 
     def reset(self) -> None:
         self.filter.reset()
@@ -118,41 +116,33 @@ class OneEuroSmoother:
             self.filter.reset()
             return None
         kps = np.asarray(keypoints, dtype=np.float64)
-        return _f32(self.filter(kps, timestamp_ms, scale=_scale(kps, scale)))
+        extra = {"scores": scores} if self._reads_scores else {}
+        return _f32(self.filter(kps, timestamp_ms, scale=_scale(kps, scale), **extra))
 
     def flush(self) -> list:
         return []
 
     def close(self) -> None:
-        pass
+        getattr(self.filter, "close", lambda: None)()
 
 
-class LearnedGainSmoother:
+class OneEuroSmoother(_ZeroLagFilter):
+    """:class:`~edgepose.video.one_euro.OneEuroFilter` behind :class:`Smoother` (``"one_euro"``)."""
+
+    def __init__(self, config: OneEuroConfig | None = None):
+        self.filter = OneEuroFilter(config or OneEuroConfig())
+
+
+class LearnedGainSmoother(_ZeroLagFilter):
     """:class:`~edgepose.video.gain_filter.LearnedGainFilter` behind :class:`Smoother`
     (``"learned_gain"``); it reads the scores."""
 
-    delay = 0
+    _reads_scores = True
 
     def __init__(self, model_path=None, config: OneEuroConfig | None = None):
         from edgepose.video.gain_filter import LearnedGainFilter
 
         self.filter = LearnedGainFilter(model_path, config)
-
-    def reset(self) -> None:
-        self.filter.reset()
-
-    def update(self, keypoints, scores, timestamp_ms, *, scale=None):
-        if keypoints is None:
-            self.filter.reset()
-            return None
-        kps = np.asarray(keypoints, dtype=np.float64)
-        return _f32(self.filter(kps, timestamp_ms, scale=_scale(kps, scale), scores=scores))
-
-    def flush(self) -> list:
-        return []
-
-    def close(self) -> None:
-        self.filter.close()
 
 
 class FixedLagSmoother:
