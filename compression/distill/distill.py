@@ -23,7 +23,6 @@ from ..data.augment import AugmentConfig
 from ..data.dataset import PseudoLabelDataset
 from ..data.labels import LabelSet
 from .losses import kd_losses, reference_loss, task_losses
-from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +63,9 @@ class DistillConfig:
     version: int = 1
 
     def __post_init__(self):
-        for f in ("steps", "batch_size", "eval_every"):
-            if getattr(self, f) < 1:
-                raise ConfigError(f"DistillConfig.{f} must be >= 1, got {getattr(self, f)!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"DistillConfig.lr must be > 0, got {self.lr!r}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError(f"DistillConfig.val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
+        from ..train.config import check_schedule
+
+        check_schedule(self, val_fraction=True)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -238,11 +238,9 @@ class ViTTrainConfig:
     version: int = 1
 
     def __post_init__(self):
-        for f in ("steps", "batch_size", "eval_every"):
-            if getattr(self, f) < 1:
-                raise ConfigError(f"ViTTrainConfig.{f} must be >= 1, got {getattr(self, f)!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"ViTTrainConfig.lr must be > 0, got {self.lr!r}")
+        from ..train.config import check_schedule
+
+        check_schedule(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -109,3 +109,16 @@ class TrainerConfig:
 
 
 __all__ = ["TrainerConfig", "DEVICES", "OPTIMIZERS", "SCHEDULES"]
+
+
+def check_schedule(cfg, *, val_fraction: bool = False) -> None:
+    """The schedule fields every method config shares (``steps``, ``batch_size``, ``eval_every``,
+    ``lr``, optionally ``val_fraction``), validated once with the config's own name in the error."""
+    name = type(cfg).__name__
+    for f in ("steps", "batch_size", "eval_every"):
+        if getattr(cfg, f) < 1:
+            raise ConfigError(f"{name}.{f} must be >= 1, got {getattr(cfg, f)!r}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
+    if val_fraction and not 0.0 < cfg.val_fraction < 0.5:
+        raise ConfigError(f"{name}.val_fraction must be in (0, 0.5), got {cfg.val_fraction!r}")

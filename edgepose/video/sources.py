@@ -136,8 +136,15 @@ class _Source:
             self._finalizer()
         self._release()
 
+    _cap = None  # the cv2.VideoCapture of a file or camera source
+
+    def _release_cap(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
     def _release(self) -> None:
-        pass
+        self._release_cap()
 
     def __enter__(self):
         return self
@@ -219,14 +226,6 @@ class VideoFileSource(_Source):
             self._delivered = i + 1
             yield Frame(img, int(round(idx * 1000.0 / self.fps)), idx)
             i += 1
-
-    def _release_cap(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-    def _release(self) -> None:
-        self._release_cap()
 
 
 class CameraSource(_Source):
@@ -310,14 +309,6 @@ class CameraSource(_Source):
             self._delivered = i + 1
             yield Frame(g.image, self._clock.stamp(g.host_s, g.driver_ms), i, g.host_s)
             i += 1
-
-    def _release_cap(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-    def _release(self) -> None:
-        self._release_cap()
 
 
 def _import_picamera2():
