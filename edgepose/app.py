@@ -186,17 +186,17 @@ class Display:
 def _loop(pipeline: Pipeline, src, display: Display, stats) -> None:
     from edgepose.types import Source
 
-    sent, shown = 0, collections.deque()  # (image, arrival, offloaded) of frames not yet shown
+    sent, swaps, shown = 0, 0, collections.deque()  # (image, arrival, offloaded, swapped) of frames not yet shown
     gap = None  # smoothed time between frames (s): how long the loop may wait for a held result
     stream = pipeline.stream
 
     def deliver(results) -> bool:
         """Show released results (input order, one per pushed frame); False when the window closed."""
         for result in results:
-            image, t_arr, offloaded = shown.popleft()
+            image, t_arr, offloaded, swapped = shown.popleft()
             latency = (time.perf_counter() - t_arr) * 1e3
             stats.add(latency, deadline_met=result.deadline_met, offloaded=offloaded,
-                      cloud=result.source == Source.CLOUD, people=len(result.poses))
+                      cloud=result.source == Source.CLOUD, people=len(result.poses), swapped=swapped)
             if not display.show(image, result, f"{latency:.0f} ms {result.source.value}"):
                 return False
         return True
@@ -208,9 +208,9 @@ def _loop(pipeline: Pipeline, src, display: Display, stats) -> None:
             gap = arrival - last if gap is None else gap + 0.2 * (arrival - last - gap)
         last = arrival
         out = stream.push(frame.image, frame.timestamp_ms, arrival_s=arrival)  # never waits on the network
-        now_sent = pipeline.submitted()
-        shown.append((frame.image, arrival, now_sent > sent))
-        sent = now_sent
+        now_sent, now_swaps = pipeline.submitted(), len(getattr(stream, "swaps", ()))
+        shown.append((frame.image, arrival, now_sent > sent, now_swaps > swaps))
+        sent, swaps = now_sent, now_swaps
         # a held frame due before the next frame is expected: wait for it, never past that point
         due = stream.next_due()
         if due is not None and gap is not None:

@@ -95,3 +95,31 @@ def test_adapt_end_to_end_short(assets, tmp_path, capsys):
     assert "edgepose.quantization" in meta
     assert "Scene adaptation: pose_1_test" in (out / "adapt_report.md").read_text()
     assert "gate: candidate" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+def test_adapt_from_a_server_collection(assets, tmp_path):
+    """Crops as `edgepose serve --collect` keeps them: the newest 20 % gate, the rest train."""
+    import cv2
+
+    from edgepose.models._crop import Roi, crop
+    from edgepose.server.collect import Collector
+    from edgepose.video.sources import VideoFileSource
+
+    col = Collector(tmp_path / "col")
+    with VideoFileSource(str(assets / "data" / "tfjs_testdata" / "pose_1.mp4")) as src:
+        for i, f in enumerate(src):
+            if i == 20:
+                break
+            h, w = f.image.shape[:2]
+            patch, _ = crop(f.image, Roi.full_frame(w, h), 192, 192)
+            col.add("movenet-thunder-fp32", [patch], np.zeros((1, 17, 3), np.float32))
+    assert len(col) == 20 and cv2 is not None
+    out = tmp_path / "adapt"
+    rc = main(["adapt", "--from-collection", str(tmp_path / "col"), "--out", str(out), "--steps", "1",
+               "--batch-size", "4", "--cache", str(tmp_path / "cache"), "--threads", "2"])
+    assert rc in (0, 3)
+    rep = json.loads((out / "adapt_report.json").read_text())
+    assert rep["scene"]["train"] == [{"images": 16, "first": "0000000000.jpg", "last": "0000000015.jpg"}]
+    assert rep["scene"]["gate"] == [{"images": 4, "first": "0000000016.jpg", "last": "0000000019.jpg"}]
+    assert rep["crops"]["gate"] == 4 and rep["gate"]["candidate"]["crops"] == 4

@@ -154,3 +154,28 @@ def test_compress_default_skips_the_student_when_the_unpruned_int8_passes(tmp_pa
         assert "--student" in (out / "report.md").read_text()
     else:  # it did not: the student is trained as before
         assert "student_int8" in names
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_compress_progressive_adds_its_steps_and_gates_them(tmp_path, capsys):
+    """--progressive: one latency-probed pruning step with 2 KD steps; its int8 is scored and gated like any candidate."""
+    import json
+
+    pytest.importorskip("torch_pruning")
+    from tests.conftest import ASSETS, MODELS
+
+    m = MODELS / "movenet"
+    out = tmp_path / "out"
+    rc = main(["compress", "--teacher", str(m / "movenet_thunder_fp32.onnx"), "--model",
+               str(m / "movenet_lightning_fp32.onnx"), "--out", str(out), "--no-student", "--progressive",
+               "--progressive-steps", "1", "--progressive-kd-steps", "2",
+               "--data", str(ASSETS / "data" / "train_extra" / "gh_dusty-nv_jetson-inference"),
+               "--cache-dir", str(tmp_path / "cache"), "--no-eval", "--no-int8-mixed", "--no-tflite", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    pts = rep["progressive"]["points"]
+    assert len(pts) <= 1 and all("heldout_teacher" in p["scores_int8"] for p in pts)
+    names = {c["name"] for c in rep["candidates"]}
+    assert ("progressive_int8" in names) == (rep["progressive"]["chosen_step"] is not None)
+    assert "Progressive pruning" in (out / "report.md").read_text()

@@ -42,6 +42,13 @@ def add_arguments(p):
                    help="total time to receive one request, headers and body (408 after; default 10)")
     p.add_argument("--idle-timeout-s", type=_args.float_range(0.0, 3600.0, low_open=True), default=10.0,
                    help="how long a keep-alive connection may wait for its next request (default 10)")
+    p.add_argument("--collect", type=_args.output_dir, metavar="DIR", default=None,
+                   help="opt-in: keep the crops answered and the answers in DIR for `edgepose adapt "
+                        "--from-collection DIR` (a ring: the oldest dropped first; off by default)")
+    p.add_argument("--collect-max-items", type=_args.int_range(1), default=5000,
+                   help="most crops the collection keeps (default 5000)")
+    p.add_argument("--collect-max-mb", type=_args.float_range(0.01), default=256.0,
+                   help="most megabytes the collection keeps (default 256)")
     p.add_argument("--engine", choices=("embedded", "triton"), default="embedded",
                    help="embedded (default: this process, no extra install) or triton: NVIDIA tritonserver from "
                         "the Triton environment (python -m edgepose.server.triton_env setup) with HTTP on --port, "
@@ -91,6 +98,8 @@ def run(args) -> int:
             raise ConfigError(f"--onnx {spec!r}: file {path!r} does not exist; check the path")
         onnx_specs.append((name, path))
     if args.engine == "triton":
+        if args.collect:
+            raise ConfigError("--collect is not supported with --engine triton; use --engine embedded")
         return _run_triton(args, token, onnx_specs)
     _args.check_port_free(args.host, args.port)  # before the models load
     models = [served_pose_model(spec, args.threads) for spec in args.model]
@@ -102,7 +111,9 @@ def run(args) -> int:
     opts = ServerOptions(host=args.host, port=args.port, token=token, max_body_bytes=args.max_body_bytes,
                          max_concurrency=args.max_concurrency, max_batch=args.max_batch,
                          max_connections=args.max_connections, max_bytes_in_flight=args.max_bytes_in_flight,
-                         read_timeout_s=args.read_timeout_s, idle_timeout_s=args.idle_timeout_s)
+                         read_timeout_s=args.read_timeout_s, idle_timeout_s=args.idle_timeout_s,
+                         collect_dir=args.collect, collect_max_items=args.collect_max_items,
+                         collect_max_bytes=int(args.collect_max_mb * 1024 * 1024))
     server = PoseServer(models, options=opts)
     try:
         server.start()  # binds, warms up, serves on a background thread
@@ -112,7 +123,8 @@ def run(args) -> int:
         raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
                           "pick another port, or --port 0 for any free one") from None
     print(f"edgepose serve: {', '.join(server.models)} on {server.url} "
-          f"(auth {'on' if token else 'off'}); Ctrl-C stops", flush=True)
+          f"(auth {'on' if token else 'off'}"
+          + (f"; collecting answered crops in {args.collect}" if args.collect else "") + "); Ctrl-C stops", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

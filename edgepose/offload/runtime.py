@@ -58,6 +58,7 @@ from edgepose.offload.controllers import KeyframeController, OffloadRateControll
 from edgepose.offload.netem import LinkSpec, get_link
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy
 from edgepose.offload.runtime_options import RuntimeOptions
+from edgepose.offload.swap import ModelSwap
 from edgepose.offload.timing import BudgetTracker, LatencyStats
 from edgepose.protocol import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
@@ -76,7 +77,7 @@ class _Held:
     pending: Pending | None = None
 
 
-class CloudEdgeRuntime:
+class CloudEdgeRuntime(ModelSwap):
     """Runs a video-mode estimator with offloading under a latency budget.
 
     Args:
@@ -176,6 +177,7 @@ class CloudEdgeRuntime:
         ts = int(timestamp_ms)
         size = (image.shape[1], image.shape[0])
         out = self._release(t_start)
+        self._apply_swap(self._index, ts)  # a queued model (request_swap) takes over from this frame
         self._collect(ts, size)
         key = self.controller.is_keyframe(force=self._last is None or not self._last.poses)
         timings: dict[str, float] = {}
@@ -456,7 +458,7 @@ class CloudEdgeRuntime:
                           "thresholds": [round(v, 4) for v in self.policy.thresholds()],
                           "skipped_no_fit": self.policy.skipped_no_fit, "skipped_cap": self.policy.skipped_cap},
                "policy_no_fit": self.policy.skipped_no_fit, "control": self.control.summary(),
-               "network": self.network.summary(), "budget": self.budget.summary()}
+               "network": self.network.summary(), "budget": self.budget.summary(), "swaps": list(self.swaps)}
         if self.client is not None:
             out["client"] = dict(self.client.stats)
             out["offload_share"] = self.client.stats["submitted"] / n
@@ -469,6 +471,7 @@ class CloudEdgeRuntime:
         if self.client is not None:
             self.client.close()
         self.estimator.close()
+        self._close_retired()
         for s in self._owned:
             s.stop(close_models=True)
         self._owned = []

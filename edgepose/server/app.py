@@ -29,7 +29,8 @@ from typing import Callable
 
 from edgepose.errors import ConfigError
 from edgepose.server._http import Body, HttpError, HttpServer
-from edgepose.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
+from edgepose.protocol import (HEADER_LENGTH, IMAGE, IMAGE_BYTES, KEYPOINTS, ProtocolError, encode_infer_response,
+                               parse_infer_request)
 from edgepose.server.served import PoseServedModel, ServedModel, request_deadline
 from edgepose.version import __version__
 
@@ -61,6 +62,10 @@ class ServerOptions:
             request that would go over gets 503 before its body is read. None: 4 x
             ``max_body_bytes``.
         idle_timeout_s: how long an idle keep-alive connection waits for its next request.
+        collect_dir: opt-in (None = off): keep every answered crop and its answer in this folder
+            (:mod:`edgepose.server.collect`: a ring, the oldest dropped first) for
+            ``edgepose adapt --from-collection``.
+        collect_max_items / collect_max_bytes: the collection's bounds.
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +79,9 @@ class ServerOptions:
     max_connections: int = 64
     max_bytes_in_flight: int | None = None
     idle_timeout_s: float = 10.0
+    collect_dir: str | None = None
+    collect_max_items: int = 5000
+    collect_max_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self):
         def check(name, ok, want):
@@ -97,6 +105,8 @@ class ServerOptions:
             self.max_bytes_in_flight = 4 * self.max_body_bytes
         check("max_bytes_in_flight", is_int(self.max_bytes_in_flight)
               and self.max_bytes_in_flight >= self.max_body_bytes, "an int >= max_body_bytes (or None)")
+        check("collect_max_items", is_int(self.collect_max_items) and self.collect_max_items >= 1, "an int >= 1")
+        check("collect_max_bytes", is_int(self.collect_max_bytes) and self.collect_max_bytes >= 1024, "an int >= 1024")
 
 
 class PoseServer:
@@ -123,6 +133,12 @@ class PoseServer:
         self._stats_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self.collector = None
+        if self.options.collect_dir:
+            from edgepose.server.collect import Collector
+
+            o = self.options
+            self.collector = Collector(o.collect_dir, max_items=o.collect_max_items, max_bytes=o.collect_max_bytes)
 
     @classmethod
     def embedded(cls, model: str = "movenet-thunder-fp32", *, options: ServerOptions | None = None,
@@ -363,4 +379,10 @@ class PoseServer:
         except ProtocolError as exc:
             raise HttpError(500, f"model {model.name!r} returned outputs that cannot be encoded: {exc}") from None
         self._count("infer_ok")
+        if self.collector is not None and KEYPOINTS in outputs and len(req.inputs) == 1:
+            (name, arr), = req.inputs.items()
+            try:
+                self.collector.add(model.name, list(arr) if name in (IMAGE_BYTES, IMAGE) else [], outputs[KEYPOINTS])
+            except Exception as exc:  # collection never fails a request
+                log.warning("collection failed: %s", exc)
         return 200, out, extra

@@ -24,6 +24,7 @@ class _Window:
     offloaded: int = 0
     cloud: int = 0
     people: int = 0
+    swaps: int = 0
 
 
 class LiveStats:
@@ -46,7 +47,7 @@ class LiveStats:
         self.total = _Window()
 
     def add(self, latency_ms: float, *, deadline_met: bool | None = None, offloaded: bool = False,
-            cloud: bool = False, people: int = 0) -> None:
+            cloud: bool = False, people: int = 0, swapped: bool = False) -> None:
         """Record one result.
 
         Args:
@@ -55,6 +56,7 @@ class LiveStats:
             offloaded: the frame was sent to the offload server.
             cloud: the frame's result came from the server.
             people: how many people the result has.
+            swapped: the runtime swapped its model before this frame (``request_swap``).
         """
         missed = (not deadline_met) if deadline_met is not None else (
             self.budget_ms is not None and latency_ms > self.budget_ms)
@@ -64,6 +66,7 @@ class LiveStats:
             w.offloaded += int(bool(offloaded))
             w.cloud += int(bool(cloud))
             w.people += int(people)
+            w.swaps += int(bool(swapped))
 
     def due(self) -> bool:
         """Whether the current window is complete."""
@@ -98,6 +101,8 @@ def format_line(w: _Window, span_s: float, t_s: float | None, budget_ms: float |
     if dropped is not None:
         parts.append(f"dropped {dropped}")
     parts.append(f"people {w.people / n if n else 0.0:.1f}")
+    if w.swaps:
+        parts.append(f"model swap {w.swaps}")
     return " | ".join(parts)
 
 
