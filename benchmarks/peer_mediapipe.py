@@ -75,7 +75,7 @@ def jitter(clip: dict, name: str) -> float | None:
 def targets(doc: dict) -> list[str]:
     """The issue's "Done when" targets, met or missed, by how much."""
     pipes, video, img = doc["pooled"], doc["video"], doc["images"]["pipelines"]
-    bp, mn = EDGE[0][0], EDGE[1][0]
+    bp = EDGE[0][0]
     lines = []
     r = pipes[bp]["ratio"]
     pck_bp, pck_mp = img[bp]["pck_torso"], img[PEER]["pck_torso"]

@@ -20,9 +20,6 @@ training: what calibration alone buys); ``candidate`` = the fine-tuned Lightning
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Backends: real ONNX Runtime and LiteRT sessions, and every bad-input path with its message."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ import pytest
 from edgepose.backends.base import TensorSpec
 from edgepose.backends.null import NullBackend
 from edgepose.errors import EdgePoseError
-from edgepose.estimator import EstimatorOptions, PoseEstimator, RunningMode
+from edgepose.estimator import EstimatorOptions, PoseEstimator
 from edgepose.models.movenet import MoveNet
 from edgepose.types import KEYPOINT_NAMES, Source
 from edgepose.video.sources import VideoFileSource

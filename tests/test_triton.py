@@ -203,5 +203,5 @@ def test_serve_engine_triton_answers_tritonclient_grpc_and_the_offload_client(tr
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         rc = proc.wait(timeout=60)
     assert rc == 0, proc.stderr.read()[-2000:]
-    left = subprocess.run(["pgrep", "-f", f"tritonserver.*edgepose-serve-triton-"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", "tritonserver.*edgepose-serve-triton-"], capture_output=True, text=True)
     assert left.stdout.strip() == "", "tritonserver outlived edgepose serve"
