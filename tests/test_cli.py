@@ -130,3 +130,12 @@ def test_readme_python_example_runs_on_the_main_jobs_output(tmp_path, monkeypatc
     assert namespace["est"].model.name == "movenet-lightning-int8-onnx"
     assert namespace["result"].frame_index == 89  # every frame of the 90-frame demo went through
     assert namespace["score"] > 0.3
+
+
+def test_the_readme_command_table_lists_every_subcommand():
+    from edgepose.cli.main import _commands
+
+    table = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `edgepose ")]
+    missing = [m.NAME for m in _commands() if not any(line.startswith(f"| `edgepose {m.NAME}") and
+                                                      line[len(f"| `edgepose {m.NAME}")] in " `" for line in table)]
+    assert missing == []
