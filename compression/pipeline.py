@@ -255,7 +255,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
         except (RuntimeError, ValueError) as exc:
             notes.append(f"no int8 LiteRT of the input model: {exc}")
     elif cfg.tflite:
-        notes.append("litert-torch is not installed: no LiteRT candidates (pip install litert-torch)")
+        notes.append("litert-torch is not installed: no LiteRT candidates (pip install 'edgepose[compress]', which pins litert-torch beside torch 2.13.0)")
     phases["input_tflite"] = time.perf_counter() - t0
     gate_sets = [gate.USER_VAL if user_val else gate.HELDOUT]
     accuracy = {}
