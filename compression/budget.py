@@ -88,6 +88,8 @@ class BudgetCandidate:
     kind: str
     fits: bool
     scale: float = 1.0
+    cpu_model: str = ""  # the host the latency was timed on (issue 20: every latency row says so)
+    isa_flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,8 +115,12 @@ class BudgetResult:
         return asdict(self)
 
     def to_markdown(self) -> str:
+        how = ("host ms: wall-clock medians at 1 thread; target ms: emulated from each candidate's fastest "
+               "1-thread run in CPU time" if self.kind == "emulated" else "interleaved medians")
         lines = [f"Budget search for `{self.device}`: budget {self.budget_ms:.1f} ms ({self.kind}, "
-                 f"ONNX Runtime, {self.config.get('threads')} threads, interleaved medians).", "",
+                 f"ONNX Runtime, {self.config.get('threads')} threads; {how}).", "",
+                 f"Host: {self.candidates[0].cpu_model if self.candidates else '?'} (ISA flags: "
+                 f"{', '.join(self.candidates[0].isa_flags) if self.candidates else ''}).", "",
                  "| ratio | MACs | host ms | target ms | fits |", "|---:|---:|---:|---:|:---:|"]
         for c in self.candidates:
             mark = "chosen" if self.chosen is c else ("yes" if c.fits else "no")
@@ -153,18 +159,37 @@ def _host_measurement(host):
     return host
 
 
+def _llc(hm) -> int | None:
+    return hm.get("llc_bytes") if isinstance(hm, dict) else hm.llc_bytes
+
+
 def measure_candidates(paths: dict[str, str], profile=None, *, threads: int = 2, rounds: int = 10,
                        per_round: int = 5, host=None) -> tuple[dict[str, tuple[float, float, float]], str]:
     """Time ONNX files interleaved; with a (published) profile scale each by the roofline emulator.
 
+    Emulating, the host runs 1 thread (as ``edgepose bench``) and the figure is robust to load
+    on this machine (docs/research-notes.md, E1): the 1-thread host peaks are re-measured in CPU
+    time between the timing rounds (:class:`~edgepose.bench.hostprobe.PeakSampler`; ``host``
+    gives the cache size and the rest), and each candidate's fastest run in CPU time
+    (``cpu_min``) is what the emulator scales, weighted over the ops by an onnxruntime profile.
+
     Returns:
-        ``({name: (host_ms, target_ms, scale)}, kind)`` with kind ``measured`` or ``emulated``.
+        ``({name: (host_ms, target_ms, scale)}, kind)`` with kind ``measured`` or ``emulated``;
+        ``host_ms`` is the wall-clock median on this host, ``scale`` the emulator's ratio of
+        ``target_ms`` to the fastest CPU-time run.
     """
     from .latency import interleaved_latency
 
     emulate_it = profile is not None and not profile.is_measured
     host_threads = 1 if emulate_it else threads  # as edgepose bench: 1 host thread feeds an emulation
-    lat = interleaved_latency(paths, rounds=rounds, per_round=per_round, threads=host_threads)
+    sampler = hm = None
+    if emulate_it:
+        from edgepose.bench.hostprobe import PeakSampler
+
+        hm = _host_measurement(host)
+        sampler = PeakSampler("ort", llc=_llc(hm))
+    lat = interleaved_latency(paths, rounds=rounds, per_round=per_round, threads=host_threads,
+                              between_rounds=sampler.sample if sampler else None)
     if not emulate_it:
         return {n: (r.p50, r.p50, 1.0) for n, r in lat.items()}, "measured"
     import numpy as np
@@ -173,8 +198,7 @@ def measure_candidates(paths: dict[str, str], profile=None, *, threads: int = 2,
     from edgepose.bench.emulator import emulate
     from edgepose.profiles import host_peaks, target_peaks
 
-    hm = _host_measurement(host)
-    hp = host_peaks(hm, host_threads, "ort")
+    hp = host_peaks(sampler.apply(hm), host_threads, "ort")
     tp = target_peaks(profile, min(threads, profile.cpu.cores), "ort")
     out = {}
     for n, p in paths.items():
@@ -184,9 +208,12 @@ def measure_candidates(paths: dict[str, str], profile=None, *, threads: int = 2,
         shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
         dtype = {6: np.int32, 2: np.uint8, 1: np.float32}[inp.type.tensor_type.elem_type]
         x = np.random.default_rng(0).integers(0, 255, size=shape).astype(dtype)
-        ops, wall = profile_ort(p, {inp.name: x}, threads=host_threads, runs=10)
-        scale = emulate(ops, wall, hp, tp).scale
-        out[n] = (lat[n].p50, lat[n].p50 * scale, scale)
+        ops, _ = profile_ort(p, {inp.name: x}, threads=host_threads, runs=10)
+        em = emulate(ops, lat[n].cpu_min, hp, tp)
+        log.info("%s: %.1f ms emulated on %s (fastest 1-thread run %.2f ms CPU time x %.2f; host peaks %s)",
+                 n, em.emulated_ms, profile.name, lat[n].cpu_min, em.scale,
+                 {k: round(v, 1) for k, v in sampler.values().items()})
+        out[n] = (lat[n].p50, em.emulated_ms, em.scale)
     return out, "emulated"
 
 
@@ -241,11 +268,14 @@ def search_budget(model, *, profile=None, cfg: BudgetConfig = BudgetConfig(), ho
     finally:
         if tmp is not None:
             tmp.cleanup()
+    from edgepose.bench.hostprobe import read_cpuinfo
+
+    cpu_model, flags, _ = read_cpuinfo()
     result = BudgetResult(budget, device, kind, config=cfg.to_dict())
     for name in paths:
         r, m, frac = macs[name]
         h, t, s = times[name]
-        result.candidates.append(BudgetCandidate(r, m, frac, h, t, kind, t <= budget, s))
+        result.candidates.append(BudgetCandidate(r, m, frac, h, t, kind, t <= budget, s, cpu_model, list(flags)))
     fits = [c for c in result.candidates if c.fits]
     if not fits:
         best = min(result.candidates, key=lambda c: c.latency_ms)

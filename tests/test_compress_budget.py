@@ -67,6 +67,9 @@ def test_the_least_pruned_candidate_that_fits_is_chosen(tmp_path):
                         measure=meas, export=_ts_export)
     assert res.chosen.ratio == 0.5 and [c.fits for c in res.candidates] == [False, False, True]
     assert "chosen" in res.to_markdown()
+    # issue 20: every latency row names the host it was timed on
+    assert all(c.cpu_model and isinstance(c.isa_flags, list) for c in res.candidates)
+    assert f"Host: {res.candidates[0].cpu_model}" in res.to_markdown()
 
 
 def test_an_impossible_budget_is_an_error_naming_the_best_reachable_latency(tmp_path):

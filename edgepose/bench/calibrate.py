@@ -150,27 +150,41 @@ class Calibration:
     checks: list
 
 
-def _host_ops(point: str, threads: int, assets=None):
-    """(op samples, host wall ms) of a calibration point's model, profiled with onnxruntime."""
+def _host_ops(point: str, threads: int, assets=None, sampler=None):
+    """(op samples, host ms) of a calibration point's model, profiled with onnxruntime. The host ms
+    is the profile's fastest wall time, or at 1 thread with a ``sampler`` (a
+    :class:`~edgepose.bench.hostprobe.PeakSampler`) the fastest CPU-time run, timed in rounds
+    interleaved with the sampler's peak probes: the way ``edgepose compress`` feeds the emulator."""
     import os
     import tempfile
 
     from edgepose.bench._ortprof import profile_ort
 
-    if point.startswith("mobilenet"):
-        model = mobilenet_v2() if point == "mobilenet_v2" else mobilenet_v1()
-        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        if point.startswith("mobilenet"):
             path = os.path.join(tmp, "m.onnx")
             with open(path, "wb") as fh:
-                fh.write(model)
-            return profile_ort(path, {"x": x}, threads=threads, runs=20)
-    from edgepose.bench.suite import resolve_model
+                fh.write(mobilenet_v2() if point == "mobilenet_v2" else mobilenet_v1())
+            feeds, runs = {"x": np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)}, 20
+        else:
+            from edgepose.bench.suite import resolve_model
 
-    name = {"movenet_thunder_fp16": "movenet-thunder-fp32"}[point]
-    path, _ = resolve_model(name, assets=assets)
-    x = np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3)).astype(np.int32)
-    return profile_ort(str(path), {"input:0": x}, threads=threads, runs=10)
+            name = {"movenet_thunder_fp16": "movenet-thunder-fp32"}[point]
+            path = str(resolve_model(name, assets=assets)[0])
+            feeds, runs = {"input:0": np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3)).astype(np.int32)}, 10
+        ops, wall = profile_ort(path, feeds, threads=threads, runs=runs)
+        if threads != 1 or sampler is None:
+            return ops, wall
+        import onnxruntime as ort
+
+        from edgepose.bench.measure import cpu_best_ms
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return ops, cpu_best_ms(lambda: sess.run(None, feeds), rounds=5, per_round=2,
+                                between_rounds=sampler.sample)
 
 
 def fit_efficiency(emulated_at, published_ms: float) -> float:
@@ -217,8 +231,17 @@ def calibrate_efficiency(profile, host_measurement, *, point: str = DEFAULT_POIN
                 else host_measurement.usable_cores)
     th = min(host_threads or EMULATION_HOST_THREADS, cores, threads)
     t0 = time.perf_counter()
-    ops, wall = _host_ops(point, th, assets)
-    if not isinstance(host_measurement, dict):  # best peaks seen, as the bench does per case
+    sampler = None
+    if th == 1:  # peaks and model time both in CPU time, interleaved (as edgepose compress)
+        from edgepose.bench.hostprobe import PeakSampler
+
+        llc = (host_measurement.get("llc_bytes") if isinstance(host_measurement, dict)
+               else host_measurement.llc_bytes)
+        sampler = PeakSampler("ort", llc=llc)
+    ops, wall = _host_ops(point, th, assets, sampler)
+    if sampler is not None:
+        host_measurement = sampler.apply(host_measurement)
+    elif not isinstance(host_measurement, dict):  # best peaks seen, as the bench does per case
         from edgepose.bench.hostprobe import refresh_single_thread_peaks
 
         refresh_single_thread_peaks(host_measurement, "ort")
@@ -233,7 +256,7 @@ def calibrate_efficiency(profile, host_measurement, *, point: str = DEFAULT_POIN
     for (pname, other), (ms, _, src) in PUBLISHED.items():
         if pname != profile.name or other == point:
             continue
-        ops2, wall2 = _host_ops(other, th, assets)
+        ops2, wall2 = _host_ops(other, th, assets, sampler)
         em = at(eff, ops2, wall2)
         checks.append({"point": other, "published_ms": ms, "emulated_ms": em, "ratio": em / ms,
                        "host_ms": wall2, "source": src})

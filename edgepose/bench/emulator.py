@@ -17,8 +17,22 @@ thread count capped at the profile's cores, ``t_host`` the same capped at this h
 
 Where per-op times are not available (LiteRT has no per-op profiler in Python) the measured
 total is split over the ops in proportion to ``T_host_i``; so is any time the profiler does not
-attribute to an op (framework overhead). Ops with neither MACs nor bytes scale with the
-1-thread fp32 peak ratio.
+attribute to an op (framework overhead). When every op is profiled, the profile gives only the
+*weights*: the emulated figure is ``measured_ms x sum(host_ms_i x ratio_i) / sum(host_ms_i)``,
+whether the profiled ops add up to more or less than ``measured_ms``. Ops with neither MACs nor
+bytes scale with the 1-thread fp32 peak ratio.
+
+**Load on the host** (docs/research-notes.md, E1). The figure is ``measured_ms`` times a ratio
+of peaks, so both must be taken the same way at the same moment, or a busy host moves it (the
+same file was emulated at 46 ms and 108 ms by two runs): ``edgepose compress`` feeds the fastest
+1-thread run in the calling thread's CPU time (:func:`edgepose.compression.latency.interleaved_latency`,
+``cpu_min``), and host peaks re-measured in CPU time in blocks interleaved with those runs
+(:class:`edgepose.bench.hostprobe.PeakSampler`). CPU time leaves out the time other processes
+held the core; best-of-N leaves out the runs they disturbed (cache, memory bus). Over idle and
+loaded runs the figure of one file now spreads 1.4x (was 23x); what remains is the model's own
+CPU time drifting with the neighbours' cache and memory traffic. ``cpu.efficiency`` must be
+fitted the same way (:mod:`edgepose.bench.calibrate` does). Every figure the emulator writes is
+labelled :data:`EMULATED`.
 
 ``target_precision="int8"`` emulates an int8 build of an fp32 model (for example Thunder int8,
 which is not among the shared files): target bytes are divided by 4 and MAC ops use the int8
@@ -170,9 +184,11 @@ def emulate(ops: list[OpSample], measured_ms: float, host: Peaks, target: Peaks,
         if keep_per_op:
             rows.append({"name": op.name, "op": op.op, "macs": op.macs, "bytes": op.bytes,
                          "host_ms": round(m, 5), "ratio": round(ratio, 4), "emulated_ms": round(e, 5)})
-    if profiled > 0 and profiled < measured_ms and all(op.host_ms is not None for op in ops):
-        # every op profiled but the total is larger: framework overhead, scaled like the model
+    if profiled > 0 and all(op.host_ms is not None for op in ops):
+        # every op profiled: the profile weights the ops, the measured total sets the level (a larger
+        # total is framework overhead, scaled like the model; a smaller one a faster, unprofiled run)
         emulated *= measured_ms / profiled
+        compute_ms *= measured_ms / profiled
     how = "per-op profiled times" if profiled > 0 else "measured total split by host roofline time"
     if target_precision == "int8":
         how += "; int8 target emulated from a non-int8 model (bytes/4, int8 peak)"

@@ -67,17 +67,22 @@ def _open(case, threads: int, *, spin: bool = True):
     return open_backend(case.path, backend=case.backend, num_threads=threads, **kw)
 
 
-def time_backend(backend, feeds, *, warmup: int, runs: int, progress: bool = False, desc: str = ""):
-    """Warm up, then time ``runs`` calls; returns (samples_ms, peak_rss_mb)."""
+def time_backend(backend, feeds, *, warmup: int, runs: int, progress: bool = False, desc: str = "",
+                 cpu_samples: list | None = None):
+    """Warm up, then time ``runs`` calls; returns (samples_ms, peak_rss_mb). With a ``cpu_samples``
+    list, each call's CPU time in the calling thread (ms) is appended to it: at 1 thread the run's
+    time without the time other processes held the core (what an emulation should scale)."""
     from tqdm import tqdm
 
     for _ in range(warmup):
         backend.run(feeds)
     samples, peak = [], _rss_mb()
     for _ in tqdm(range(runs), desc=desc, disable=not progress, leave=False, unit="run"):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         backend.run(feeds)
         samples.append((time.perf_counter() - t0) * 1e3)
+        if cpu_samples is not None:
+            cpu_samples.append((time.thread_time() - c0) * 1e3)
         peak = max(peak, _rss_mb())
     return samples, peak
 
@@ -106,3 +111,21 @@ def _sample_image(ctx) -> np.ndarray | None:
                 img = cv2.imread(str(p), cv2.IMREAD_COLOR)
                 _IMAGE["img"] = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return _IMAGE["img"]
+
+
+def cpu_best_ms(fn, *, rounds: int = 5, per_round: int = 3, warmup: int = 2, between_rounds=None) -> float:
+    """Fastest call of ``fn`` in the calling thread's CPU time, in ms, over ``rounds x per_round``
+    calls; ``between_rounds()`` runs before every round (a host-peak probe that must see the same
+    load). Meaningful only for work that runs in the calling thread (1-thread inference): then it
+    is the call's time minus the time other processes held the core (docs/research-notes.md, E1)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(rounds):
+        if between_rounds is not None:
+            between_rounds()
+        for _ in range(per_round):
+            c0 = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - c0)
+    return best * 1e3

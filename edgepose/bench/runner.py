@@ -142,8 +142,8 @@ def emulate_case(ctx: Context, case: Case, stats, host_threads: int, target_thre
 
         with _open(case, host_threads) as b:
             feeds = make_feeds(b)
-        ops, wall = profile_ort(str(case.path), feeds, threads=host_threads, runs=max(10, min(case.runs, 30)))
-        return emulate(ops, wall, hp, tp, target_precision=tprec)
+        ops, _ = profile_ort(str(case.path), feeds, threads=host_threads, runs=max(10, min(case.runs, 30)))
+        return emulate(ops, measured_best, hp, tp, target_precision=tprec)  # the profile only weights the ops
     ops = [OpSample.from_layer(lay) for lay in stats.layers]
     return emulate(ops, measured_best, hp, tp, target_precision=tprec)
 
@@ -189,8 +189,9 @@ def run_case(ctx: Context, case: Case) -> dict:
     init_ms = (time.perf_counter() - t0) * 1e3
     try:
         feeds = make_feeds(backend, image=_sample_image(ctx))
+        cpu = [] if ctx.profile is not None and host_threads == 1 else None  # issue 20: CPU time feeds the emulator
         samples, peak = time_backend(backend, feeds, warmup=case.warmup, runs=ctx.options.runs or case.runs,
-                                     progress=ctx.options.progress, desc=case.id)
+                                     progress=ctx.options.progress, desc=case.id, cpu_samples=cpu)
         providers = getattr(backend, "active_providers", None)
     finally:
         backend.close()
@@ -215,11 +216,12 @@ def run_case(ctx: Context, case: Case) -> dict:
         "versions": ctx.versions, "status": "ok",
     }
     if ctx.profile is not None:
-        emu = emulate_case(ctx, case, stats, host_threads, target_threads, lat["min"])
+        base = latency_stats(cpu) if cpu else lat  # 1 thread: the runs' CPU time, which load barely moves
+        emu = emulate_case(ctx, case, stats, host_threads, target_threads, base["min"])
         row["host_measured"] = {"kind": MEASURED, "threads": host_threads, "latency_ms": lat,
-                                "init_ms": init_ms}
-        row["latency_ms"] = {k: (v * emu.scale if k != "n" else v) for k, v in lat.items()}
-        row["samples_ms"] = [s * emu.scale for s in samples]
+                                "cpu_ms": base if cpu else None, "init_ms": init_ms}
+        row["latency_ms"] = {k: (v * emu.scale if k != "n" else v) for k, v in base.items()}
+        row["samples_ms"] = [s * emu.scale for s in (cpu or samples)]
         row["emulation"] = emu.to_dict()
         row["gflops_achieved_target"] = 2.0 * stats.macs / (row["latency_ms"]["p50"] / 1e3) / 1e9
     ref = case.reference.get(ctx.profile_name)
