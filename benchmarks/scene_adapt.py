@@ -1,7 +1,7 @@
 """Scene specialisation held out in time (issue 21): generic vs specialised Lightning int8 per scene.
 
-    python benchmarks/scene_adapt.py                       # all scenes, 30 steps, ~4 min per scene on 2 cores
-    python benchmarks/scene_adapt.py --scenes vtest --steps 20
+    python benchmarks/scene_adapt.py                       # all scenes, 30 steps, 1-15 min per scene on 2 shared cores
+    python benchmarks/scene_adapt.py --scenes vtest --steps 20 --w-ref 0   # an ablation of one AdaptConfig default
 
 Each scene is one video: ``edgepose adapt``'s library call (:func:`edgepose.compression.adapt.adapt`)
 runs on its adaptation frames (themselves split in time: the first 80 % train, the last 20 %
@@ -14,12 +14,16 @@ train_extra videos (compression/data/shippable.py ALLOWED) split 75 % / 25 % by 
 Models: ``generic`` = the shipped Lightning int8 (edgepose/data/movenet_lightning_int8_qdq.onnx);
 ``recalibrated`` = the same fp32 weights quantised with the scene's own calibration crops (no
 training: what calibration alone buys); ``candidate`` = the fine-tuned Lightning int8;
-``specialised`` = what the device runs after the gate: the candidate when accepted, else generic.
+``specialised`` = what the device runs after the gate: the candidate when accepted, else generic;
+``candidate_stem_float`` = the candidate's fp32 quantised with its first ``--stem-float`` convolutions
+float (measured only; the gate judged the full int8 candidate unless ``--float-stem`` is given).
+AdaptConfig's defaults (w_ref, label stride, gate evidence) apply unless an option overrides them.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +73,9 @@ def run_scene(root: Path, name: str, rel: str, adapt_r, eval_r, args) -> dict:
     path = str(root / "data" / rel)
     adapt_r, eval_r = ranges(path, adapt_r, eval_r)
     out = Path(args.work) / name
-    cfg = AdaptConfig(steps=args.steps, lr=args.lr, threads=args.threads, w_ref=args.w_ref)
+    over = {k: getattr(args, k) for k in ("w_ref", "label_stride", "gate_min_crops", "gate_max_risk", "float_stem")
+            if getattr(args, k, None) is not None}
+    cfg = AdaptConfig(steps=args.steps, lr=args.lr, threads=args.threads, **over)
     teacher, det = _common.movenet(root, "movenet_thunder_fp32.onnx"), _common.movenet(root, "movenet_multipose_lightning_fp32.onnx")
     fp32, generic = _common.movenet(root, "movenet_lightning_fp32.onnx"), str(DATA_DIR / MODEL_NAME)
     res = adapt([MediaItem(path, "video", *adapt_r)], out, cfg, teacher=teacher, detector=det, base_fp32=fp32,
@@ -80,13 +86,22 @@ def run_scene(root: Path, name: str, rel: str, adapt_r, eval_r, args) -> dict:
     train_items, _ = split_in_time([MediaItem(path, "video", *adapt_r)], cfg.gate_fraction)
     train_labels = label_segment(train_items, teacher=teacher, detector=det, stride=cfg.label_stride,
                                  max_frames=cfg.max_frames, max_people=cfg.max_people, cache_dir=args.cache,
-                                 min_person_score=cfg.min_person_score, progress=False)  # cached by adapt()
+                                 min_person_score=cfg.min_person_score, progress=False,
+                                 threads=cfg.threads)  # cached by adapt()
     models = {"generic": generic, "recalibrated": str(recalibrated(fp32, train_labels, out)),
               "candidate": res.candidate_int8, "generic_fp32": fp32, "candidate_fp32": res.candidate_fp32}
+    if args.stem_float and not cfg.float_stem:  # lever: the stem kept float (measured, not what the gate ran)
+        from edgepose.compression.adapt.scene import quantize_scene
+        from edgepose.compression.data.dataset import calibration_crops
+
+        models["candidate_stem_float"] = str(quantize_scene(
+            res.candidate_fp32, out / "candidate_stemfloat_int8.onnx",
+            calibration_crops(train_labels, cfg.num_calibration, out_size=192, seed=cfg.seed),
+            num_calibration=cfg.num_calibration, float_stem=args.stem_float))
     scores = {k: agreement(p, ev, threads=args.threads).to_dict() for k, p in models.items()}
     scores["specialised"] = scores["candidate"] if res.accepted else scores["generic"]
     g, s = scores["generic"]["disagreement"], scores["specialised"]["disagreement"]
-    row = {"scene": name, "file": rel, "adapt_frames": list(adapt_r), "eval_frames": list(eval_r),
+    row = {"scene": name, "file": rel, "config": cfg.to_dict(), "adapt_frames": list(adapt_r), "eval_frames": list(eval_r),
            "train_crops": res.crops["train"], "gate_crops": res.crops["gate"], "eval_crops": len(ev),
            "gate": res.gate, "accepted": res.accepted, "scores": scores,
            "relative_cut": round(100.0 * (g - s) / g, 1) if g > 0 else float("nan"),
@@ -94,41 +109,54 @@ def run_scene(root: Path, name: str, rel: str, adapt_r, eval_r, args) -> dict:
     if args.latency:
         from edgepose.compression.default_model import _interleaved_latency
 
-        row["latency_ms_1_thread"] = {k: round(v, 2) for k, v in _interleaved_latency(
-            {"generic": generic, "specialised": res.candidate_int8}, 1, rounds=100).items()}
+        lat = {"generic": generic, "specialised": res.candidate_int8}
+        if "candidate_stem_float" in models:
+            lat["candidate_stem_float"] = models["candidate_stem_float"]
+        row["latency_ms_1_thread"] = {k: round(v, 2) for k, v in _interleaved_latency(lat, 1, rounds=100).items()}
     return row
 
 
 def markdown(rows: list[dict], meta: dict) -> list[str]:
+    c = rows[0]["config"] if rows else {}
     lines = ["# Scene specialisation, held out in time", "",
-             f"Fine-tuning: {meta['steps']} steps x batch 16, lr {meta['lr']:g} (AdamW, cosine), through the Trainer; "
-             "reference = MoveNet Thunder on the held-out frames' person crops; disagreement = 100 - PCK@0.2 torso "
-             "vs the teacher.", "",
-             "| scene | eval frames | crops train/gate/eval | generic int8 | recalibrated int8 | candidate int8 "
-             "| gate | specialised int8 | relative cut |", "|---|---|---|---:|---:|---:|---|---:|---:|"]
+             f"Fine-tuning: {meta['steps']} steps x batch {c.get('batch_size', 16)}, lr {meta['lr']:g} (AdamW, cosine), "
+             f"w_ref {c.get('w_ref')}, label stride {c.get('label_stride')}, through the Trainer; gate: >= "
+             f"{c.get('gate_min_crops')} gate crops, worse in <= {100 * c.get('gate_max_risk', 0):.0f} % of a paired "
+             "frame bootstrap; reference = MoveNet Thunder on the held-out frames' person crops; disagreement = "
+             "100 - PCK@0.2 torso vs the teacher.", "",
+             "| scene | eval frames | crops train/gate/eval | generic fp32 | generic int8 | recalibrated int8 | "
+             "candidate fp32 | candidate int8 | cand. stem float | gate | specialised int8 | relative cut |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    keys = ("generic_fp32", "generic", "recalibrated", "candidate_fp32", "candidate", "candidate_stem_float")
+
+    def cell(s, k):
+        return f"{s[k]['disagreement']:.2f}" if k in s else "-"
+
     for r in rows:
         s = r["scores"]
         lines.append(f"| {r['scene']} | {r['eval_frames'][0]}-{r['eval_frames'][1] - 1} | {r['train_crops']}/"
-                     f"{r['gate_crops']}/{r['eval_crops']} | {s['generic']['disagreement']:.2f} | "
-                     f"{s['recalibrated']['disagreement']:.2f} | {s['candidate']['disagreement']:.2f} | "
-                     f"{'accepted' if r['accepted'] else 'refused'} | {s['specialised']['disagreement']:.2f} | "
+                     f"{r['gate_crops']}/{r['eval_crops']} | " + " | ".join(cell(s, k) for k in keys) +
+                     f" | {'accepted' if r['accepted'] else 'refused'} | {s['specialised']['disagreement']:.2f} | "
                      f"{r['relative_cut']:+.1f} % |")
     if rows:
         mean = {k: float(np.mean([r["scores"][k]["disagreement"] for r in rows]))
-                for k in ("generic", "recalibrated", "candidate", "specialised")}
+                for k in (*keys, "specialised") if all(k in r["scores"] for r in rows)}
         cut = 100.0 * (mean["generic"] - mean["specialised"]) / mean["generic"]
         worse = [r["scene"] for r in rows if r["scores"]["specialised"]["disagreement"] > r["scores"]["generic"]["disagreement"]]
-        lines += [f"| **mean** | | | {mean['generic']:.2f} | {mean['recalibrated']:.2f} | {mean['candidate']:.2f} | | "
-                  f"{mean['specialised']:.2f} | {cut:+.1f} % |", "",
+        lines += ["| **mean** | | | " + " | ".join(f"{mean[k]:.2f}" if k in mean else "-" for k in keys) +
+                  f" | | {mean['specialised']:.2f} | {cut:+.1f} % |", "",
                   f"Relative cut of the mean disagreement: {cut:.1f} % (target >= 40 %); mean of per-scene cuts "
                   f"{np.nanmean([r['relative_cut'] for r in rows]):.1f} % (scenes where generic already agrees fully left out); specialised worse than generic on: "
                   f"{', '.join(worse) or 'none'}."]
         meta["mean_disagreement"] = {k: round(v, 3) for k, v in mean.items()}
         meta["relative_cut_of_mean"] = round(cut, 2)
         meta["worse_on"] = worse
+    lines += ["", "Gate reasons: " + "; ".join(f"{r['scene']}: {r['gate'].get('reason', '-')}" for r in rows) + "."]
     lat = [r for r in rows if "latency_ms_1_thread" in r]
     for r in lat:
         lines.append(f"\nLatency ({r['scene']}, 1 thread, interleaved): {r['latency_ms_1_thread']}")
+    if "total_seconds" in meta:
+        lines.append(f"\nTotal time: {meta['total_seconds'] / 60:.1f} min for {len(rows)} scene(s) on {meta.get('cpus')} CPUs.")
     return lines
 
 
@@ -139,7 +167,14 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", nargs="*", default=None, help=f"subset of {[s[0] for s in SCENES]}")
     p.add_argument("--steps", type=int, default=30, help="fine-tuning steps per scene (default 30)")
     p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--w-ref", type=float, default=0.0, help="online KD from the frozen generic model (0 = off)")
+    p.add_argument("--w-ref", type=float, default=None, help="online KD from the frozen generic model "
+                   "(default: AdaptConfig's; 0 = off)")
+    p.add_argument("--label-stride", type=int, default=None, help="training-segment label stride (default: AdaptConfig's)")
+    p.add_argument("--gate-min-crops", type=int, default=None, help="gate evidence (default: AdaptConfig's)")
+    p.add_argument("--gate-max-risk", type=float, default=None, help="gate evidence (default: AdaptConfig's)")
+    p.add_argument("--float-stem", type=int, default=None, help="body convs kept float in the candidate (default: 0)")
+    p.add_argument("--stem-float", type=int, default=2, help="also score the candidate with its first n convs "
+                   "float (a measured column, not gated; 0 = off)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-frames", type=int, default=100, help="labelled evaluation frames per scene at most")
     p.add_argument("--work", default="runs/scene_adapt", help="candidate models and adapt reports per scene")
@@ -148,8 +183,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     root = _common.use_assets(args.assets)
     chosen = [s for s in SCENES if args.scenes is None or s[0] in args.scenes]
-    meta = {**_common.run_meta(), "steps": args.steps, "lr": args.lr, "w_ref": args.w_ref}
-    rows = []
+    meta = {**_common.run_meta(), "steps": args.steps, "lr": args.lr}
+    rows, t0 = [], time.perf_counter()
     for i, (name, rel, a, e) in enumerate(chosen):
         print(f"[{i + 1}/{len(chosen)}] {name}", flush=True)
         try:
@@ -160,6 +195,7 @@ def main(argv=None) -> int:
             meta.setdefault("skipped", {})[name] = f"{type(exc).__name__}: {exc}"
             continue
         r = rows[-1]
+        meta["total_seconds"] = round(time.perf_counter() - t0, 1)
         print(f"  generic {r['scores']['generic']['disagreement']:.2f} -> specialised "
               f"{r['scores']['specialised']['disagreement']:.2f} ({'accepted' if r['accepted'] else 'refused'})", flush=True)
         md = markdown(rows, meta)

@@ -13,7 +13,8 @@ def to_markdown(res) -> str:
     lines = [f"# Scene adaptation: {res.scene['name']}", "",
              f"Verdict: **{'accepted' if res.accepted else 'refused'}** "
              f"(candidate disagreement {cand['disagreement']:.2f} vs current {cur['disagreement']:.2f}, "
-             f"margin {g['margin']:g}; {g['metric']}).", "",
+             f"margin {g['margin']:g}; {g['metric']})." + (f" Gate evidence: {g['reason']}." if g.get("reason") else ""),
+             "",
              "| model | PCK vs teacher | disagreement | gate crops |", "|---|---:|---:|---:|",
              f"| current ({Path(res.current).name}) | {cur['pck']:.2f} | {cur['disagreement']:.2f} | {cur['crops']} |",
              f"| candidate int8 ({res.config['student']}) | {cand['pck']:.2f} | {cand['disagreement']:.2f} | "

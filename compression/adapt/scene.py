@@ -10,8 +10,10 @@ exports it to ONNX, quantises it to int8 (ORT static QDQ, calibrated on the scen
 crops) and writes the scene and frames it learned from into the model's metadata.
 
 The accuracy gate scores the candidate int8 and the current model on the gate segment (frames
-after every training frame) against the teacher (PCK@0.2 torso, :mod:`.agreement`) and refuses
-a candidate whose disagreement is higher than the current model's (plus ``gate_margin``).
+after every training frame) against the teacher (PCK@0.2 torso, :mod:`.scoring`) and accepts
+the candidate only with enough evidence that it is not worse (:mod:`.gate`: at least
+``gate_min_crops`` gate crops, no higher disagreement than the current model's plus
+``gate_margin``, and worse in at most ``gate_max_risk`` of a paired bootstrap over the gate frames).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from edgepose.errors import ConfigError, MissingFileError
 
 from ..data.sources import MediaItem, scan_media
-from .scoring import Agreement, agreement
+from .scoring import Agreement, CropModel, agreement_of, predict
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,25 @@ class AdaptConfig:
             dropped the fp32 student from 93 to 73 PCK vs the teacher in 5 steps; 2e-5 gained 1.2
             points in 20 steps).
         w_kd / w_task / w_ref: teacher-map KD, pseudo-label task loss, online KD from the frozen
-            generic model (keeps a pruned student close to it; 0 = off).
+            generic model (0 = off). On by default: on the three scenes where plain fine-tuning
+            was refused or worse (scene_adapt, 30 steps) it moved the candidate's disagreement on
+            the evaluation frames 21.7 -> 9.4, 5.2 -> 3.3, 13.1 -> 11.1 (a regulariser for clips
+            of a few dozen crops).
         gate_fraction: the last share of each source's frames held out for the gate.
         gate_margin: PCK points the candidate may be worse than the current model and still pass.
+        gate_min_crops / gate_max_risk / gate_resamples: the gate's evidence (:mod:`.gate`):
+            refuse with fewer gate crops than this, or when the candidate is worse in more than
+            this share of the paired bootstrap resamples of the gate frames.
         label_stride / max_frames / max_people: labelling of the training segment (every n-th
-            frame, at most this many frames per source, people per frame).
+            frame, at most this many frames per source, people per frame; long clips are
+            strided further to fit ``max_frames``: stride 1 only densifies short clips).
         min_person_score: detector score a person box needs (low: the teacher's own score filter
             drops false boxes; MultiPose scores small distant walkers 0.1-0.3).
         gate_stride / gate_max_frames: labelling of the gate segment.
         num_calibration: int8 calibration crops (from the training segment).
+        float_stem: the first n body convolutions kept float in the int8 export (0: full int8;
+            the stem conv and the first depthwise are the most int8-sensitive layers of
+            Lightning, research notes C1).
         seed / threads: reproducibility and torch / ORT threads.
     """
 
@@ -70,19 +82,23 @@ class AdaptConfig:
     warmup: int = 10
     w_kd: float = 1.0
     w_task: float = 1.0
-    w_ref: float = 0.0
+    w_ref: float = 1.0
     gate_fraction: float = 0.2
     gate_margin: float = 0.0
-    label_stride: int = 2
+    gate_min_crops: int = 30
+    gate_max_risk: float = 0.25
+    gate_resamples: int = 2000
+    label_stride: int = 1
     max_frames: int = 150
     max_people: int = 5
     min_person_score: float = 0.1
-    gate_stride: int = 2
+    gate_stride: int = 1
     gate_max_frames: int = 100
     num_calibration: int = 64
+    float_stem: int = 0
     seed: int = 0
     threads: int = 2
-    version: int = 1
+    version: int = 2
 
     def __post_init__(self):
         if self.student not in STUDENTS:
@@ -92,13 +108,18 @@ class AdaptConfig:
         if not 0.05 <= self.gate_fraction <= 0.5:
             raise ConfigError(f"AdaptConfig.gate_fraction must be in [0.05, 0.5], got {self.gate_fraction!r}")
         for f in ("steps", "batch_size", "label_stride", "max_frames", "max_people", "gate_stride",
-                  "gate_max_frames", "num_calibration", "threads"):
+                  "gate_max_frames", "num_calibration", "threads", "gate_resamples"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"AdaptConfig.{f} must be >= 1, got {getattr(self, f)!r}")
         if not 0.0 <= self.min_person_score < 1.0:
             raise ConfigError(f"AdaptConfig.min_person_score must be in [0, 1), got {self.min_person_score!r}")
         if not self.lr > 0:
             raise ConfigError(f"AdaptConfig.lr must be > 0, got {self.lr!r}")
+        for f in ("w_kd", "w_task", "w_ref", "gate_margin", "gate_min_crops", "float_stem"):
+            if not getattr(self, f) >= 0:
+                raise ConfigError(f"AdaptConfig.{f} must be >= 0, got {getattr(self, f)!r}")
+        if not 0.0 <= self.gate_max_risk <= 1.0:
+            raise ConfigError(f"AdaptConfig.gate_max_risk must be in [0, 1], got {self.gate_max_risk!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -271,6 +292,17 @@ def finetune(student, labels, cfg: AdaptConfig, *, reference=None, out=None, pro
             "loss_last": float(np.mean(hist[-k:])) if hist else None, "n_crops": len(ds)}
 
 
+def quantize_scene(fp32, int8, crops, *, num_calibration: int = 64, float_stem: int = 0) -> Path:
+    """``fp32`` -> ``int8`` (ORT static QDQ calibrated on ``crops``), the first ``float_stem`` body
+    convolutions (graph order) kept float."""
+    from ..quantize import QuantizeConfig, quantize
+    from ..quantize.sensitivity import conv_nodes
+
+    excl = tuple(conv_nodes(os.fspath(fp32))[:float_stem]) if float_stem else ()
+    quantize(fp32, int8, QuantizeConfig(num_calibration=num_calibration, exclude_nodes=excl), calibration=crops)
+    return Path(int8)
+
+
 def export_int8(student, labels, out_dir: Path, scene: dict, cfg: AdaptConfig, *, stem: str = "candidate") -> tuple[Path, Path]:
     """Export ``student`` to ``<stem>_fp32.onnx`` and ``<stem>_int8.onnx`` (ORT static QDQ, calibrated
     on the training segment's crops), both with ``edgepose.scene`` metadata."""
@@ -279,13 +311,12 @@ def export_int8(student, labels, out_dir: Path, scene: dict, cfg: AdaptConfig, *
     from ..data.dataset import calibration_crops
     from ..export import ExportConfig, export_onnx
     from ..export.onnx_export import set_metadata
-    from ..quantize import QuantizeConfig, quantize
 
     size = student.input_size[0]
     crops = calibration_crops(labels, cfg.num_calibration, out_size=size, seed=cfg.seed)
     fp32, int8 = out_dir / f"{stem}_fp32.onnx", out_dir / f"{stem}_int8.onnx"
     export_onnx(student, fp32, ExportConfig(), compression={"adapt": cfg.to_dict()}, check_crops=crops[:4])
-    quantize(fp32, int8, QuantizeConfig(num_calibration=cfg.num_calibration), calibration=crops)
+    quantize_scene(fp32, int8, crops, num_calibration=cfg.num_calibration, float_stem=cfg.float_stem)
     for p in (fp32, int8):
         m = onnx.load(os.fspath(p))
         meta = {q.key: q.value for q in m.metadata_props}
@@ -296,7 +327,8 @@ def export_int8(student, labels, out_dir: Path, scene: dict, cfg: AdaptConfig, *
 
 
 def gate_verdict(candidate: Agreement, current: Agreement, margin: float) -> bool:
-    """Accept when the candidate disagrees with the teacher no more than the current model (+ margin)."""
+    """The point comparison alone: the candidate disagrees with the teacher no more than the
+    current model (+ margin). :func:`adapt` also asks for evidence (:func:`.gate.decide`)."""
     return bool(np.isfinite(candidate.disagreement) and np.isfinite(current.disagreement)
                 and candidate.disagreement <= current.disagreement + margin)
 
@@ -341,19 +373,26 @@ def adapt(items: list[MediaItem], out_dir: str | os.PathLike, cfg: AdaptConfig =
     scene.update(student=cfg.student, base=os.path.basename(base_fp32), teacher=os.path.basename(teacher))
     fp32, int8 = export_int8(student, train_labels, out, scene, cfg)
     t["exported"] = time.perf_counter()
-    cand = agreement(int8, gate_labels, threads=cfg.threads)
-    cur = agreement(current, gate_labels, threads=cfg.threads)
-    ok = gate_verdict(cand, cur, cfg.gate_margin)
+    from .gate import decide
+
+    pc = predict(CropModel(int8, threads=cfg.threads), gate_labels)
+    pr = predict(CropModel(current, threads=cfg.threads), gate_labels)
+    cand, cur = agreement_of(pc, gate_labels.keypoints), agreement_of(pr, gate_labels.keypoints)
+    dec = decide(pc, pr, gate_labels.keypoints, gate_labels.sources, margin=cfg.gate_margin,
+                 min_crops=cfg.gate_min_crops, max_risk=cfg.gate_max_risk, resamples=cfg.gate_resamples,
+                 seed=cfg.seed)
+    ok = dec.accepted and gate_verdict(cand, cur, cfg.gate_margin)
     adapted = None
     if ok:
         adapted = out / "adapted_int8.onnx"
         shutil.copyfile(int8, adapted)
     t["gated"] = time.perf_counter()
-    log.info("gate: candidate %.1f vs current %.1f PCK vs teacher -> %s", cand.pck, cur.pck,
-             "accepted" if ok else "refused")
+    log.info("gate: candidate %.1f vs current %.1f PCK vs teacher -> %s (%s)", cand.pck, cur.pck,
+             "accepted" if ok else "refused", dec.reason)
     res = AdaptResult(scene=scene, config=cfg.to_dict(), accepted=ok,
                       gate={"candidate": cand.to_dict(), "current": cur.to_dict(), "margin": cfg.gate_margin,
-                            "metric": "PCK@0.2 torso vs the teacher on the gate segment (held out in time)"},
+                            "metric": "PCK@0.2 torso vs the teacher on the gate segment (held out in time)",
+                            "evidence": dec.to_dict(), "reason": dec.reason},
                       candidate_int8=os.fspath(int8), candidate_fp32=os.fspath(fp32),
                       adapted=os.fspath(adapted) if adapted else None, current=os.fspath(current),
                       crops={"train": len(train_labels), "gate": len(gate_labels)}, training=training,

@@ -7,8 +7,10 @@
 The footage is split in time: the first part trains, the last ``--gate-fraction`` is the gate.
 Writes ``candidate_int8.onnx`` / ``candidate_fp32.onnx`` (metadata ``edgepose.scene``: the files
 and frames learned from), ``adapt_report.json`` / ``.md`` and, when the gate accepts,
-``adapted_int8.onnx``. Exit status 0: accepted; 3: the gate refused the candidate (it is worse
-than the current model on the gate frames); 2: a bad argument.
+``adapted_int8.onnx``. The gate accepts only with enough evidence (``--gate-min-crops`` gate
+crops, not worse than the current model, worse in at most ``--gate-max-risk`` of a paired
+bootstrap over the gate frames). Exit status 0: accepted; 3: the gate refused the candidate;
+2: a bad argument.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def add_arguments(p):
                    help="last share of the footage held out for the gate")
     p.add_argument("--gate-margin", type=_args.float_range(0.0, 100.0), default=0.0,
                    help="PCK points the candidate may be worse than the current model and still pass")
+    p.add_argument("--gate-min-crops", type=_args.int_range(0), default=30,
+                   help="gate crops the gate needs before it can accept (fewer: refused for too little evidence)")
+    p.add_argument("--gate-max-risk", type=_args.float_range(0.0, 1.0), default=0.25,
+                   help="largest share of paired bootstrap resamples of the gate frames in which the candidate "
+                        "may be worse than the current model")
+    p.add_argument("--w-ref", type=_args.float_range(0.0, 100.0), default=1.0,
+                   help="online KD from the frozen generic model (a regulariser for short clips; 0 = off)")
+    p.add_argument("--label-stride", type=_args.int_range(1), default=1,
+                   help="label every n-th frame of the training segment (long clips are strided to 150 frames)")
+    p.add_argument("--float-stem", type=_args.int_range(0, 8), default=0,
+                   help="first n convolutions kept float in the int8 candidate (0: full int8)")
     p.add_argument("--current", type=_args.input_file(".onnx", what="--current model"),
                    help="the deployed model the gate compares against (default: the shipped Lightning int8)")
     p.add_argument("--teacher", type=_args.input_file(".onnx", what="--teacher"),
@@ -118,12 +131,14 @@ def run(args) -> int:
     base = args.base or str(mv / "movenet_lightning_fp32.onnx")
     cfg = AdaptConfig(student=args.student, target_macs=args.target_macs, steps=args.steps,
                       batch_size=args.batch_size, lr=args.lr, gate_fraction=args.gate_fraction,
-                      gate_margin=args.gate_margin, threads=args.threads)
+                      gate_margin=args.gate_margin, gate_min_crops=args.gate_min_crops,
+                      gate_max_risk=args.gate_max_risk, w_ref=args.w_ref, label_stride=args.label_stride,
+                      float_stem=args.float_stem, threads=args.threads)
     cache = args.cache or str(Path(args.out).absolute().parent / "cache_adapt")
     res = adapt(items, args.out, cfg, teacher=teacher, detector=detector, base_fp32=base,
                 current=args.current or str(DATA_DIR / MODEL_NAME), cache_dir=cache, scene_name=args.scene)
     g = res.gate
     print(f"gate: candidate PCK vs teacher {g['candidate']['pck']:.2f} vs current {g['current']['pck']:.2f} "
-          f"on {g['candidate']['crops']} held-out crops -> {'accepted' if res.accepted else 'REFUSED'}")
+          f"on {g['candidate']['crops']} held-out crops -> {'accepted' if res.accepted else 'REFUSED'} ({g['reason']})")
     print(f"wrote {args.out}/adapt_report.md" + (f" and {res.adapted}" if res.adapted else ""))
     return 0 if res.accepted else REFUSED
