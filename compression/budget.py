@@ -192,23 +192,20 @@ def measure_candidates(paths: dict[str, str], profile=None, *, threads: int = 2,
                               between_rounds=sampler.sample if sampler else None)
     if not emulate_it:
         return {n: (r.p50, r.p50, 1.0) for n, r in lat.items()}, "measured"
-    import numpy as np
+    import onnxruntime as ort
 
     from edgepose.bench._ortprof import profile_ort
     from edgepose.bench.emulator import emulate
     from edgepose.profiles import host_peaks, target_peaks
 
+    from .latency import dummy_feeds
+
     hp = host_peaks(sampler.apply(hm), host_threads, "ort")
     tp = target_peaks(profile, min(threads, profile.cpu.cores), "ort")
     out = {}
-    for n, p in paths.items():
-        import onnx
-
-        inp = onnx.load(p, load_external_data=False).graph.input[0]
-        shape = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
-        dtype = {6: np.int32, 2: np.uint8, 1: np.float32}[inp.type.tensor_type.elem_type]
-        x = np.random.default_rng(0).integers(0, 255, size=shape).astype(dtype)
-        ops, _ = profile_ort(p, {inp.name: x}, threads=host_threads, runs=10)
+    for n, p in paths.items():  # every graph input (a DKD file has three)
+        feeds = dummy_feeds(ort.InferenceSession(p, providers=["CPUExecutionProvider"]).get_inputs())
+        ops, _ = profile_ort(p, feeds, threads=host_threads, runs=10)
         em = emulate(ops, lat[n].cpu_min, hp, tp)
         log.info("%s: %.1f ms emulated on %s (fastest 1-thread run %.2f ms CPU time x %.2f; host peaks %s)",
                  n, em.emulated_ms, profile.name, lat[n].cpu_min, em.scale,

@@ -146,8 +146,18 @@ def markdown(r: dict) -> str:
         p = r["prune"]
         lines.append(f"Pruned student: MACs {p['macs_before'] / 1e6:.1f}M -> {p['macs_after'] / 1e6:.1f}M "
                      f"({100 * p['macs_fraction']:.0f} %), params {p['params_before'] / 1e6:.2f}M -> "
-                     f"{p['params_after'] / 1e6:.2f}M; distillation {r['distill']['seconds']:.0f} s, validation loss "
+                     f"{p['params_after'] / 1e6:.2f}M; {r['distill'].get('method', 'kd')} training "
+                     f"{r['distill']['seconds']:.0f} s, validation loss "
                      + " -> ".join(f"{v:.3f}" for v in r["distill"]["val"]) + ".")
+    elif r.get("method"):
+        m, t = r["method"], r["method"].get("train", {})
+        lines.append(f"`--method {m['method']}` (the `{m['recipe']}` recipe's model and loss): {m['steps']} steps "
+                     f"from scratch on {m['fit_crops']} training crops ({m['val_crops']} more of other training "
+                     f"files for its validation), {t.get('seconds', 0):.0f} s, {t.get('samples_per_s', 0):.1f} "
+                     f"samples/s on {t.get('device', 'cpu')}"
+                     + (f", ViT teacher {m['teacher_train']['seconds']:.0f} s" if m.get("teacher_train") else "")
+                     + (f", OKDHP branch {m['branch']} kept" if "branch" in m else "")
+                     + (f", clips of {m['videos']} training videos" if "videos" in m else "") + ".")
     elif r.get("student_skipped"):
         lines.append(f"No pruned student: {r['student_skipped']}.")
     if r.get("progressive"):

@@ -191,9 +191,37 @@ def predict_crops(path: str, crops: list[np.ndarray], threads: int = 1) -> np.nd
             it.invoke()
             out.append(it.get_tensor(o).reshape(17, 3).copy())
         return np.stack(out)
+    if runtime_card(path) in ("student", "dkd"):  # another architecture / input size: through its card
+        return predict_with_card(path, crops, threads)
     from .quantize.sensitivity import predict
 
     return predict(os.fspath(path), crops, threads)
+
+
+def runtime_card(path: str) -> str | None:
+    """The ``edgepose.card`` of an ONNX file (None: no such metadata, or not ONNX)."""
+    if not os.fspath(path).endswith(".onnx"):
+        return None
+    import onnx
+
+    m = onnx.load(os.fspath(path), load_external_data=False)
+    return next((p.value for p in m.metadata_props if p.key == "edgepose.card"), None)
+
+
+def predict_with_card(path: str, crops: list[np.ndarray], threads: int = 1) -> np.ndarray:
+    """(N, 17, 3) normalised (y, x, score) of any card's file on uint8 crops, each crop the whole frame
+    (the card resizes it to its own input size; a DKD file runs each crop as a keyframe)."""
+    from edgepose.models import Roi, load_model
+
+    out = []
+    with load_model(os.fspath(path), num_threads=threads) as m:
+        for c in crops:
+            h, w = c.shape[:2]
+            if hasattr(m, "reset"):
+                m.reset()
+            e = m.estimate(c, Roi.full_frame(w, h))
+            out.append(np.column_stack([e.keypoints[:, 1] / h, e.keypoints[:, 0] / w, e.scores]))
+    return np.stack(out).astype(np.float32)
 
 
 def score_heldout(path: str, crops: list[np.ndarray], teacher_kps: np.ndarray, threads: int = 1) -> float:
@@ -252,5 +280,6 @@ def score_eval_set(path: str, data_root: str, threads: int = 1, datasets=None) -
 
 
 __all__ = ["Candidate", "DEFAULT_FLOOR", "EVAL_SET", "HELDOUT", "SET_LABELS", "Selection", "USER_VAL",
-           "check_floor", "eval_set_available", "load_user_val", "predict_crops", "score_eval_set",
+           "check_floor", "eval_set_available", "load_user_val", "predict_crops", "predict_with_card", "runtime_card",
+           "score_eval_set",
            "score_heldout", "score_user_val", "select"]

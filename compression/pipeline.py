@@ -6,8 +6,10 @@ report (JSON, Markdown, Pareto plot) and manifest.
 
 Candidates: the input model itself (fp32), int8 of the *unpruned* input model (ONNX Runtime
 static QDQ with the folded uint8 input; with litert-torch also the sparse-head, centred-input
-LiteRT int8), and the pruned + distilled student (fp32 and int8). Every one is scored by the
-gate (:mod:`edgepose.compression.gate`); none below the floor is recommended.
+LiteRT int8), and compress's own candidates (fp32 and int8) made by ``method``
+(:mod:`edgepose.compression.methods`: the pruned student by heatmap KD or feature KD, or an OKDHP,
+ViTKD or DKD student trained through the recipe machinery). Every one is scored by the gate
+(:mod:`edgepose.compression.gate`); none below the floor is recommended.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from edgepose.errors import ConfigError, MissingFileError
+
+from .methods import DEFAULT_METHOD, check_method, split_crops as _split_crops, tflite_available as _tflite_available
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class CompressConfig:
         tflite: also export TFLite candidates (litert-torch; skipped with a note when missing).
         tflite_qat_steps: > 0: the student's int8 TFLite by QAT for this many steps.
         shippable_only: with no ``data``, train only on the licence allow-list.
+        method: how compress's own candidates are trained (:data:`~edgepose.compression.methods.METHODS`):
+            ``kd`` (default) / ``feature-kd`` train the pruned student; ``okdhp`` / ``vitkd`` / ``dkd`` a
+            recipe's architecture from scratch (any method but ``kd`` is trained unless ``student`` is False).
     """
 
     teacher: str
@@ -98,12 +104,14 @@ class CompressConfig:
     sensitivity_gate: float | None = None
     tflite: bool = True
     tflite_qat_steps: int = 0
+    method: str = DEFAULT_METHOD
     version: int = 2
 
     def __post_init__(self):
         from .gate import check_floor
 
         check_floor(self.floor)
+        check_method(self.method, detector=self.detector)
         if self.heldout_crops < 8:
             raise ConfigError(f"CompressConfig.heldout_crops must be >= 8, got {self.heldout_crops!r}")
         if not 0.0 < self.heldout_fraction < 0.5:
@@ -111,24 +119,6 @@ class CompressConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _split_crops(labels, idx: np.ndarray, size: int, n: int, *, seed: int = 0):
-    """``n`` un-augmented (crop, teacher keypoints) pairs spread over the label indices ``idx``."""
-    from .data.augment import AugmentConfig
-    from .data.dataset import PseudoLabelDataset
-
-    ds = PseudoLabelDataset(labels, idx, out_size=size, scale=np.ones(3), shift=np.zeros(3),
-                            augment_cfg=AugmentConfig.none(), seed=seed)
-    take = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
-    raws = [ds.raw(int(i)) for i in take]
-    return [r[0] for r in raws], np.stack([r[1] for r in raws])
-
-
-def _tflite_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("litert_torch") is not None
 
 
 def _device_figures(paths: dict[str, str], profile, threads: int, host, lat) -> tuple[dict, str]:
@@ -147,6 +137,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     import torch
 
     from . import compress_report, gate
+    from .latency import runtime_settings
     from .data import LabelConfig, label_media, scan_media, training_sources
     from .data.shippable import shippable_sources
     from .distill import DistillConfig
@@ -265,7 +256,7 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     if use_eval:
         gate_sets.append(gate.EVAL_SET)
     ctx = _GateCtx(cfg, profile, host, ho_crops, ho_kps, user_val, use_eval, accuracy)
-    if cfg.student is None and not student_skipped:
+    if cfg.student is None and not student_skipped and cfg.method == DEFAULT_METHOD:
         # default: a one-shot pruned student costs minutes and has not passed the gate on MoveNet
         # Lightning; skip it when the unpruned model's int8 already passes the floor and the budget
         ctx.time_and_score(cands)
@@ -281,8 +272,10 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     phases["pre_gate"] = time.perf_counter() - t0
     comp_report = {}
     if not student_skipped:
-        comp_report = _student(cfg, net, labels, tr_idx, crops, pcfg, dcfg, qcfg, out, cands, artifacts, notes,
-                               progress)
+        from .methods import train_candidates
+
+        comp_report = train_candidates(cfg, net, labels, tr_idx, va_idx, items, crops, pcfg, dcfg, qcfg, out, cands,
+                                       artifacts, notes, progress)
     else:
         log.warning("no pruned student: %s", student_skipped)
     phases["student"] = time.perf_counter() - t0
@@ -299,8 +292,10 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     cpu = compress_report.host_cpu()
     sel = gate.select(cands, reference="input_fp32", floor=cfg.floor, budget_ms=budget_ms, gate_sets=gate_sets)
     report = {"recommended": sel.path, "recommended_name": sel.name, "selection": sel.to_dict(),
-              "candidates": [c.to_dict() for c in cands], "config": cfg.to_dict(), "device": cfg.device,
-              "latency_kind": kind, "threads": cfg.threads, "host_cpu": cpu,
+              "candidates": [{**c.to_dict(), "cpu_model": cpu["cpu_model"], "isa_flags": cpu["isa_flags"]}
+                             for c in cands],
+              "config": cfg.to_dict(), "device": cfg.device, "latency_kind": kind, "threads": cfg.threads,
+              "host_cpu": cpu, "runtime_settings": runtime_settings(cfg.threads),
               "labels": {"crops": len(labels), "files": len(items), "cache": labels.path,
                          "train_crops": len(tr_idx), "heldout_crops": len(ho_crops),
                          "heldout_files": len({labels.sources[i].split("#")[0] for i in va_idx})},
@@ -388,7 +383,10 @@ def _progressive(cfg, net, labels, tr_idx, crops, out, cands, artifacts, notes, 
             c.scores.update(sc)
             cands.append(c)
             artifacts.append(Path(path))
-    return {"config": pcfg.to_dict(), "points": [{k: v for k, v in asdict(p).items()} for p in points],
+    from .compress_report import host_cpu
+
+    cpu = {k: v for k, v in host_cpu().items() if k in ("cpu_model", "isa_flags")}  # the host_ms_* were timed here
+    return {"config": pcfg.to_dict(), "points": [{**asdict(p), **cpu} for p in points],
             "chosen_step": None if best is None else best.step}
 
 
@@ -405,73 +403,6 @@ def _tag_input_int8(net, path: str, labels_cache: str) -> None:
                                                      "labels_cache": os.path.basename(labels_cache)}))
     set_metadata(m, meta)
     onnx.save(m, path)
-
-
-def _student(cfg, net, labels, tr_idx, crops, pcfg, dcfg, qcfg, out, cands, artifacts, notes, progress) -> dict:
-    """Prune (the budget's ratio) + distill + export + int8 the student; appends its candidates."""
-    import torch
-
-    from . import gate
-    from .data.augment import AugmentConfig
-    from .data.dataset import PseudoLabelDataset
-    from .distill import distill
-    from .export import ExportConfig, export_onnx
-    from .prune import prune, save_plan
-    from .quantize import quantize
-
-    size = net.input_size[0]
-    batches = None
-    if pcfg.importance != "magnitude":
-        ds = PseudoLabelDataset(labels, tr_idx[:: max(1, len(tr_idx) // 64)], out_size=size,
-                                scale=net.scale.flatten().numpy(), shift=net.shift.flatten().numpy(),
-                                augment_cfg=AugmentConfig.none())
-        batches = list(torch.utils.data.DataLoader(ds, batch_size=16))
-    pres = prune(net, pcfg, batches=batches)
-    save_plan(pres.plan, out / "prune_plan.json")
-    student = pres.model.to(memory_format=torch.channels_last)
-    drep = distill(student, labels, dcfg, reference=net, progress=progress)
-    drep.save(out)
-    comp = {"prune": pcfg.to_dict(), "prune_summary": pres.summary(), "distill": dcfg.to_dict(),
-            "labels_cache": os.path.basename(labels.path)}
-    fp32 = export_onnx(student, out / "student_fp32.onnx", ExportConfig(), compression=comp, check_crops=crops[:4])
-    sens = None
-    if cfg.sensitivity_gate is not None:
-        from .quantize import layer_sensitivity
-
-        # the sensitivity pass scores on training crops of its own (the gate's held-out set stays unseen)
-        val_crops, val_kps = _split_crops(labels, tr_idx[1::2], size, 96, seed=1)
-        sens = layer_sensitivity(fp32.path, crops, val_crops, val_kps, qcfg, gate=cfg.sensitivity_gate,
-                                 threads=cfg.threads, progress=progress)
-        (out / "int8_sensitivity.md").write_text(sens.to_markdown())
-        qcfg = replace(qcfg, exclude_nodes=tuple(qcfg.exclude_nodes) + tuple(sens.exclude_nodes))
-    quantize(fp32.path, out / "student_int8.onnx", qcfg, calibration=crops)
-    what = f"pruned (ratio {pcfg.ratio:.2f}, {100 * pres.summary()['macs_fraction']:.0f} % MACs) + distilled"
-    cands += [gate.Candidate("student_fp32", fp32.path, what + ", fp32"),
-              gate.Candidate("student_int8", os.fspath(out / "student_int8.onnx"), what + ", int8 ORT")]
-    artifacts += [Path(fp32.path), out / "student_int8.onnx"]
-    if cfg.tflite and _tflite_available():
-        try:
-            from .export import export_tflite
-
-            qat = {}
-            if cfg.tflite_qat_steps:
-                from .quantize.qat import QATConfig
-
-                aug = PseudoLabelDataset(labels, tr_idx, out_size=size, scale=np.ones(3), shift=np.zeros(3),
-                                         augment_cfg=AugmentConfig())
-                qat = {"qat": QATConfig(steps=cfg.tflite_qat_steps),
-                       "qat_draw": lambda rng, n: np.stack([aug.raw(int(i))[0] for i in rng.integers(0, len(aug), n)])}
-            t8 = export_tflite(student, out / "student_int8.tflite", int8=True, calibration=crops,
-                               compression=comp, check_crops=crops[:4], **qat)
-            cands.append(gate.Candidate("student_int8_tflite", t8.path, what + ", int8 LiteRT"))
-            artifacts.append(Path(t8.path))
-        except (ImportError, RuntimeError) as exc:
-            notes.append(f"no student TFLite: {exc}")
-    rep = {"prune": pres.summary(), "distill": {"seconds": drep.seconds, "val": drep.val, "val_steps": drep.val_steps},
-           "export_parity_px": fp32.max_px, "macs": {"original": pres.macs[0], "student": pres.macs[1]}}
-    if sens is not None:
-        rep["int8_sensitivity"] = sens.to_dict()
-    return rep
 
 
 __all__ = ["CompressConfig", "compress"]

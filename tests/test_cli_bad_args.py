@@ -159,6 +159,10 @@ def _cases(f: Path, busy: int):
         (["adapt", afile, "--out", folder, "--target-macs", "1.5"], ["--target-macs", "<= 0.95"]),
         (["adapt", afile, "--out", folder, "--student", "resnet"], ["--student", "invalid choice", "pruned"]),
         (["adapt", afile, "--out", folder, "--current", missing], ["--current", "does not exist"]),
+        (["adapt", afile, "--out", folder, "--gate-max-risk", "2"], ["--gate-max-risk", "<= 1"]),
+        (["adapt", afile, "--out", folder, "--gate-min-crops", "-1"], ["--gate-min-crops", ">= 0"]),
+        (["adapt", afile, "--out", folder, "--w-ref", "-1"], ["--w-ref", ">= 0"]),
+        (["adapt", afile, "--out", folder, "--float-stem", "9"], ["--float-stem", "[0, 8]"]),
         (["adapt", afile, "--out", folder], ["videos", "found under", "afile.txt"]),
         # compress (checks before torch or a model loads)
         (["compress", "--teacher", missing, "--model", garbage, "--out", folder], ["--teacher", "missing.mp4"]),
@@ -175,6 +179,10 @@ def _cases(f: Path, busy: int):
           "--progressive-kd-steps", "-5"], ["--progressive-kd-steps"]),
         (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--student", "--no-student"],
          ["--no-student", "--student"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--method", "sgd"],
+         ["--method", "invalid choice", "kd", "feature-kd", "okdhp", "vitkd", "dkd"]),
+        (["compress", "--teacher", garbage, "--model", garbage, "--out", folder, "--method", "dkd"],
+         ["--method dkd needs --detector", "edgepose train dkd"]),
     ]
 
 

@@ -139,7 +139,7 @@ class QuantizeResult:
 
 
 class _Reader:
-    """ORT CalibrationDataReader over a list of uint8 crops."""
+    """ORT CalibrationDataReader over a list of uint8 crops (or of whole feed dicts: multi-input graphs)."""
 
     def __init__(self, name: str, crops, dtype):
         self.name, self.crops, self.dtype = name, list(crops), dtype
@@ -148,6 +148,9 @@ class _Reader:
     def get_next(self):
         if self.i >= len(self.crops):
             return None
+        if isinstance(self.crops[self.i], dict):
+            self.i += 1
+            return self.crops[self.i - 1]
         x = self.crops[self.i][None].astype(self.dtype)
         self.i += 1
         return {self.name: x}

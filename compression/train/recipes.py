@@ -2,7 +2,7 @@
 
 A recipe is validated on load (no torch needed) and every error names the field::
 
-    method: student            # student | okdhp | kd | feature-kd | vit | vitkd
+    method: student            # student | okdhp | kd | feature-kd | vit | vitkd | dkd
     model: {head: heatmap, input_size: 64, width: 0.25}
     teacher: models/movenet/movenet_thunder_fp32.onnx      # relative to the assets folder
     data: {media: [data/train_extra/pypi_scikit-image], detector: null, val_fraction: 0.25}
@@ -12,8 +12,10 @@ A recipe is validated on load (no torch needed) and every error names the field:
 
 ``model``: for ``student`` / ``okdhp`` the :class:`~..students.cnn.StudentConfig` fields; for
 ``kd`` / ``feature-kd`` ``onnx`` (the MoveNet to compress), ``target_macs`` and ``importance``
-(pruning); for ``vit`` / ``vitkd`` the :class:`~..students.vit.ViTPoseConfig` fields. ``data``
-media are training-pool paths under the assets folder (the evaluation set is refused).
+(pruning); for ``vit`` / ``vitkd`` the :class:`~..students.vit.ViTPoseConfig` fields; for ``dkd``
+the :class:`~..students.dkd_model.DKDConfig` fields (see :mod:`.dkd_recipe`: frame pre-training on
+``data.media``, then clips of ``data.videos``). ``data`` media are training-pool paths under the
+assets folder (the evaluation set is refused).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from .config import TrainerConfig
 log = logging.getLogger(__name__)
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
-METHODS = ("student", "okdhp", "kd", "feature-kd", "vit", "vitkd")
+METHODS = ("student", "okdhp", "kd", "feature-kd", "vit", "vitkd", "dkd")
 _TOP = {"description": str, "method": str, "model": dict, "teacher": str, "data": dict, "schedule": dict,
         "options": dict, "seed": int}
 _DATA = {"media": list, "detector": (str, type(None)), "val_fraction": float, "augment": bool, "cache": str,
-         "video_stride": int, "max_frames_per_video": int, "min_teacher_score": float}
+         "video_stride": int, "max_frames_per_video": int, "min_teacher_score": float, "videos": list}
 _SCHEDULE = {f.name for f in dataclasses.fields(TrainerConfig)} - {"device", "progress", "desc", "seed"}
 _KD_MODEL = {"onnx": str, "target_macs": float, "importance": str}
 
@@ -130,12 +132,21 @@ def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
     if bad:
         raise ConfigError(f"recipe {name}: unknown field schedule.{bad[0]}; valid: {', '.join(sorted(_SCHEDULE))}")
     model, opts = d["model"], d.get("options") or {}
-    if method in ("student", "okdhp", "vit", "vitkd") and "teacher" not in d:
+    if method in ("student", "okdhp", "vit", "vitkd", "dkd") and "teacher" not in d:
         raise ConfigError(f"recipe {name}: missing field 'teacher' (the ONNX model that labels the data)")
     if method in ("student", "okdhp"):
         from ..students.cnn import StudentConfig
 
         _dataclass_check(name, "model", StudentConfig, model)
+    elif method == "dkd":
+        from .dkd_recipe import model_config
+
+        model_config(name, model)
+        if not data.get("videos") or not all(isinstance(v, str) for v in data["videos"]):
+            raise ConfigError(f"recipe {name}: field data.videos must be a non-empty list of training videos "
+                              "(paths under the assets folder, or 'temporal')")
+        if not data.get("detector"):
+            raise ConfigError(f"recipe {name}: field data.detector is needed by dkd (it starts the clips' tracks)")
     elif method in ("kd", "feature-kd"):
         _check_types(name, "model.", model, _KD_MODEL)
         if "onnx" not in model:
@@ -170,6 +181,11 @@ def _options(rec: Recipe) -> dict:
         allowed = {"w_ref", "w_feat", "w_kd", "w_task", "features"}
     elif m == "vit":
         allowed = {"w_spatial_kl"}
+    elif m == "dkd":
+        from .dkd_recipe import check_options
+
+        check_options(rec.name, o)
+        return o
     else:
         from ..distill.vitkd import ViTKDConfig
 
@@ -211,8 +227,11 @@ def _labels(rec: Recipe, assets: Path, info):
     return labels
 
 
-def build(rec: Recipe, labels, *, assets: Path):
-    """(loss module, train set, held-out set, module whose weights are the result, params or None)."""
+def build(rec: Recipe, labels, *, assets: Path, indices=None):
+    """(loss module, train set, held-out set, module whose weights are the result, params or None).
+
+    ``indices``: (train, held-out) label indices instead of the recipe's own split (``edgepose compress``
+    passes a split of its training files, so its gate's held-out files stay unseen)."""
     import numpy as np
     import torch
 
@@ -222,7 +241,9 @@ def build(rec: Recipe, labels, *, assets: Path):
 
     seed_everything(rec.seed)
     o, m = dict(rec.options), rec.method
-    tr_idx, va_idx = labels.split(rec.data.get("val_fraction", 0.1), rec.seed)
+    if rec.method == "dkd":
+        raise ConfigError(f"recipe {rec.name}: dkd trains in two phases: use run_recipe / fit_recipe")
+    tr_idx, va_idx = indices if indices is not None else labels.split(rec.data.get("val_fraction", 0.1), rec.seed)
     aug = AugmentConfig() if rec.data.get("augment", True) else AugmentConfig.none()
 
     def sets(size, scale, shift, stride=4):
@@ -291,13 +312,36 @@ def build(rec: Recipe, labels, *, assets: Path):
     return module, tr, va, student, list(student.parameters()) + list(kd.parameters())
 
 
+def fit_recipe(rec: Recipe, labels, out: str | os.PathLike | None, tcfg: TrainerConfig, *, assets: Path,
+               indices=None, resume: bool = False, videos=None):
+    """Train ``rec`` on ``labels`` (no labelling, no process-group set-up); returns (TrainResult, result module).
+
+    Args:
+        indices: (train, held-out) label indices (default: the recipe's own split).
+        videos: dkd only: (path, start, stop) training videos (default: the recipe's ``data.videos``).
+    """
+    from .trainer import Trainer
+
+    if rec.method == "dkd":
+        from .dkd_recipe import recipe_videos, train_dkd_recipe
+
+        tr, va = indices if indices is not None else labels.split(rec.data.get("val_fraction", 0.1), rec.seed)
+        vids = videos if videos is not None else recipe_videos(rec.data["videos"], assets)
+        return train_dkd_recipe(rec, labels, None if out is None else Path(out), tcfg=tcfg, tr_idx=tr, va_idx=va,
+                                videos=vids, teacher=str(assets / rec.teacher),
+                                detector=str(assets / rec.data["detector"]),
+                                cache=rec.data.get("cache", "runs/cache"), resume=resume, progress=tcfg.progress)
+    module, tr, va, save, params = build(rec, labels, assets=assets, indices=indices)
+    res = Trainer(module, tr, tcfg, val_data=va, params=params, out=out, save_module=save).fit(resume=resume)
+    return res, save
+
+
 def run_recipe(recipe: Recipe | str, out: str | os.PathLike, *, steps: int | None = None, device: str = "auto",
                resume: bool = False, assets: str | os.PathLike | None = None, progress: bool = True):
     """Run a recipe (under torchrun: one process of the job). Returns the :class:`TrainResult`."""
     import yaml
 
     from .dist import init_distributed, local_rank, pick_device
-    from .trainer import Trainer
 
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if assets is None:
@@ -311,7 +355,6 @@ def run_recipe(recipe: Recipe | str, out: str | os.PathLike, *, steps: int | Non
     tcfg = rec.trainer_config(**over)
     info = init_distributed(pick_device(device, local_rank()))
     labels = _labels(rec, assets, info)
-    module, tr, va, save, params = build(rec, labels, assets=assets)
     out = Path(out)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +362,7 @@ def run_recipe(recipe: Recipe | str, out: str | os.PathLike, *, steps: int | Non
                                                          "teacher": rec.teacher, "data": rec.data,
                                                          "schedule": {**rec.schedule, **({"steps": steps} if steps else {})},
                                                          "options": rec.options, "seed": rec.seed}, sort_keys=False))
-    res = Trainer(module, tr, tcfg, val_data=va, params=params, out=out, save_module=save).fit(resume=resume)
+    res, save = fit_recipe(rec, labels, out, tcfg, assets=assets, resume=resume)
     if info.is_main:
         import torch
 
@@ -327,4 +370,4 @@ def run_recipe(recipe: Recipe | str, out: str | os.PathLike, *, steps: int | Non
     return res
 
 
-__all__ = ["Recipe", "METHODS", "RECIPE_DIR", "list_recipes", "load_recipe", "run_recipe", "build"]
+__all__ = ["Recipe", "METHODS", "RECIPE_DIR", "list_recipes", "load_recipe", "run_recipe", "build", "fit_recipe"]

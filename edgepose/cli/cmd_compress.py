@@ -8,14 +8,27 @@ Example::
         --device rpi4 --budget-fraction 0.8 --out runs/compress --steps 250 --int8-sensitivity 1.0
 
 Candidates: the input model, its int8 (ORT static QDQ with the folded input; with litert-torch
-also the sparse-head LiteRT int8) and a pruned + distilled student (``--device`` picks the least
-pruning whose latency fits the profile's frame budget). The student is trained by default only when
-no int8 of the unpruned model already passes the floor and the budget (``--student`` always,
-``--no-student`` never); ``--progressive`` adds progressive, latency-aware pruning. An accuracy gate scores every candidate on
-held-out data (``--val-data``, else agreement with the teacher on held-out training crops, and the
-161-person evaluation set when ``--data-root`` has it); none below ``--floor`` x the input model's
-score is recommended. Outputs: report.json (``recommended``: the chosen model's path), report.md
-(host-measured and device figures in separate columns), pareto.png, the models, a manifest.
+also the sparse-head LiteRT int8) and compress's own candidates, trained by ``--method`` with the
+same loss modules and trainer as the ``edgepose train`` recipes:
+
+* ``kd`` (default): the pruned student (``--device`` picks the least pruning whose latency fits the
+  profile's frame budget), heatmap KD from the teacher's labels + the unpruned model (recipe ``kd``);
+* ``feature-kd``: the same pruned student with the long-KD loss: features + heads of the unpruned
+  model and the teacher's maps (recipe ``feature-kd``);
+* ``okdhp`` / ``vitkd`` / ``dkd``: another architecture from scratch on the same labels, ``--steps``
+  steps at its recipe's learning rate: the OKDHP multi-branch heatmap student (best branch), a tiny
+  ViT with ViTKD from a ViT teacher trained first (recipe ``vit``), the DKD temporal student (recipe
+  ``dkd``: needs ``--detector`` and training videos; the gate scores it per frame). Exported as
+  ``<method>_fp32.onnx`` / ``<method>_int8.onnx`` at their own input size.
+
+With ``kd`` the student is trained by default only when no int8 of the unpruned model already
+passes the floor and the budget (``--student`` always, ``--no-student`` never); any other method is
+trained unless ``--no-student``. ``--progressive`` adds progressive, latency-aware pruning. An
+accuracy gate scores every candidate on held-out data (``--val-data``, else agreement with the
+teacher on held-out training crops, and the 161-person evaluation set when ``--data-root`` has it);
+none below ``--floor`` x the input model's score is recommended. Outputs: report.json
+(``recommended``: the chosen model's path), report.md (host-measured and device figures in separate
+columns), pareto.png, the models, a manifest.
 
 Cheap checks run first (paths, extras, option ranges), before any model is loaded.
 """
@@ -24,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+from edgepose.compression.methods import DEFAULT_METHOD, METHODS
 
 NAME = "compress"
 HELP = "compress a pretrained pose model (prune, distill from a teacher, int8) and report"
@@ -64,6 +79,11 @@ def add_arguments(p):
                          "the unpruned model already passes the floor and the budget; it takes minutes)")
     st.add_argument("--no-student", action="store_true",
                     help="never train the pruned + distilled student (only the input model and its int8)")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="how compress's own candidates are trained (default kd): kd / feature-kd train the pruned "
+                        "student (heatmap KD / features + heads of the unpruned model); okdhp / vitkd / dkd train "
+                        "that recipe's architecture from scratch for --steps steps (dkd needs --detector and "
+                        "training videos); all but kd are trained unless --no-student")
     p.add_argument("--progressive", action="store_true",
                    help="also progressive, latency-aware pruning: small steps (--progressive-step-ratio of the "
                         "channels of each stage whose removal makes ONNX Runtime faster here), each followed by "
@@ -84,8 +104,9 @@ def add_arguments(p):
                    help="rank channels across layers instead of the same ratio per group")
     p.add_argument("--ratio", type=float, default=0.3, help="channel fraction pruned per group, in [0, 1)")
     p.add_argument("--target-macs", type=float, help="keep this fraction of MACs instead of --ratio, in (0, 1]")
-    p.add_argument("--steps", type=int, default=250, help="distillation steps")
-    p.add_argument("--lr", type=float, default=3e-4, help="distillation peak learning rate")
+    p.add_argument("--steps", type=int, default=250, help="training steps of --method")
+    p.add_argument("--lr", type=float, default=3e-4,
+                   help="peak learning rate of kd / feature-kd (okdhp / vitkd / dkd use their recipe's)")
     p.add_argument("--calibration", default="minmax", choices=["minmax", "percentile", "entropy"])
     p.add_argument("--int8-sensitivity", type=float, metavar="POINTS",
                    help="per-layer int8 sensitivity pass: keep the most sensitive convolutions float until "
@@ -185,7 +206,10 @@ def _check_extras() -> None:
 def run(args) -> int:
     from edgepose.errors import ConfigError
 
+    from edgepose.compression.methods import check_method
+
     _check_ranges(args)
+    check_method(args.method, detector=args.detector)
     _check_paths(args)
     _check_extras()
     budget = {}
@@ -226,7 +250,7 @@ def run(args) -> int:
                                               "kd_steps": args.progressive_kd_steps},
                              int8_mixed=not args.no_int8_mixed,
                              sensitivity_gate=args.int8_sensitivity,
-                             tflite=not args.no_tflite, tflite_qat_steps=args.tflite_qat_steps)
+                             tflite=not args.no_tflite, tflite_qat_steps=args.tflite_qat_steps, method=args.method)
         rep = compress(cfg, progress=True)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from exc

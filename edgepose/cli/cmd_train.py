@@ -3,6 +3,7 @@
     edgepose train smoke --out runs/train_smoke --steps 4
     edgepose train smoke --out runs/train_smoke2 --steps 4 --nproc 2 --train-device cpu
     edgepose train feature-kd --out runs/long_kd --resume
+    edgepose train dkd --out runs/dkd              # DKD on teacher-labelled clips (dkd-per-frame: its baseline)
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import sys
 from edgepose.cli import _args
 
 NAME = "train"
-HELP = "train a compression recipe (KD, feature KD, OKDHP, ViT, students) with the one trainer"
+HELP = "train a compression recipe (KD, feature KD, OKDHP, ViT, DKD, students) with the one trainer"
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def add_arguments(p):
-    p.add_argument("recipe", help="a shipped recipe name (smoke, kd, feature-kd, okdhp, vit, student-heatmap, "
-                                  "student-simcc, student-rle) or a recipe YAML file")
+    p.add_argument("recipe", help="a shipped recipe name (smoke, kd, feature-kd, okdhp, vit, dkd, dkd-per-frame, "
+                                  "student-heatmap, student-simcc, student-rle) or a recipe YAML file")
     p.add_argument("--out", required=True, type=_args.output_dir,
                    help="folder for checkpoints, log.jsonl, loss.png and summary.json")
     p.add_argument("--steps", type=_args.int_range(1), help="optimiser steps (overrides the recipe's schedule)")
