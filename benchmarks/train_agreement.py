@@ -7,8 +7,15 @@ through the current code, compared step by step.
 Runs: heatmap KD (``distill``: imported MoveNet Lightning on the Thunder labels), a heatmap student
 (``train_student.train`` + ``HeatmapKD``), the long-KD recipe (``train_long_kd``, fixed step
 count; its schedule follows the clock, so only its warm-up steps can agree exactly), a tiny ViT
-(``train_vit``) and DKD's per-frame pre-training (``pretrain_frames``). Reports the largest
-absolute difference of the per-step training loss and of the held-out losses.
+(``train_vit``) and DKD's per-frame pre-training (``pretrain_frames``); and, from
+``_train_agreement_more.py``: OKDHP (the former ``train_student`` path, and against the okdhp
+recipe's ``build`` + ``Trainer``, with and without DataLoader workers), DKD's clip phase
+(``train_dkd``, both arms, on a ClipSet built in memory from the label crops), the dkd recipe's
+two phases against the former pretrain + clip order, and the temporal models: learned-gain One
+Euro, smoother, keyframe recovery, fixed-lag FIR taps (synthetic tracks; the training video list
+is not read). Reports the largest absolute difference of the per-step training loss, of the
+held-out losses and (the newer runs) of the trained weights (``params``). QAT
+(``quantize/qat.py``) is not run: it needs litert-torch.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from _train_agreement_more import RUNS as MORE_RUNS
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 8  # crops per step of the student run (--student-batch)
@@ -112,7 +121,7 @@ def run_dkd_pretrain(pkg: str, labels, steps: int) -> dict:
 
 
 RUNS = {"heatmap_kd": run_distill, "student_heatmap": run_student, "long_kd": run_long_kd, "vit": run_vit,
-        "dkd_pretrain": run_dkd_pretrain}
+        "dkd_pretrain": run_dkd_pretrain, **MORE_RUNS}
 
 
 def main(argv=None) -> int:
@@ -136,10 +145,12 @@ def main(argv=None) -> int:
         for name in a.runs.split(","):
             old = RUNS[name]("oldcompression", labels, a.steps)
             new = RUNS[name]("edgepose.compression", labels, a.steps)
-            row = {"steps": a.steps}
+            row = {"steps": old.pop("steps", a.steps)}  # a run may need more steps than --steps
+            new.pop("steps", None)
             for k in old:
                 o, n = np.asarray(old[k], float), np.asarray(new[k], float)
-                row[f"{k}_old"], row[f"{k}_new"] = o.tolist(), n.tolist()
+                if o.size <= 64:  # trained weights: only their difference
+                    row[f"{k}_old"], row[f"{k}_new"] = o.tolist(), n.tolist()
                 row[f"{k}_max_abs_diff"] = float(np.max(np.abs(o - n))) if o.shape == n.shape else None
             rows[name] = row
             print(name, {k: v for k, v in row.items() if k.endswith("diff")}, flush=True)
