@@ -409,8 +409,9 @@ def summarize(out_dir) -> str:
     return text
 
 
-def start_server(args):
-    """``edgepose serve`` on a free loopback port; returns (process, url) once it is ready."""
+def start_server(args, extra: list[str] | tuple[str, ...] = ()):
+    """``edgepose serve`` on a free loopback port (``extra``: more serve arguments, e.g. ``--collect DIR``);
+    returns (process, url) once it is ready."""
     import socket
     import subprocess
     import sys
@@ -421,7 +422,7 @@ def start_server(args):
         port = sock.getsockname()[1]
     model = args.teacher if args.served == args.teacher else f"{args.served}={args.served_path}"
     cmd = [sys.executable, "-m", "edgepose.cli.main", "serve", "--model", model, "--port", str(port),
-           "--threads", str(args.server_threads)]
+           "--threads", str(args.server_threads), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

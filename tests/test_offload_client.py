@@ -132,3 +132,18 @@ def test_wrong_token_is_an_error_not_a_crash(echo):
         r = _send(c).wait(2.0)
         assert r.status == "error"
         assert r.error == "HTTP 401: missing or wrong bearer token; send 'Authorization: Bearer <token>'"
+
+
+def test_kept_alive_connection_closed_by_the_server_while_idle_is_reopened():
+    """A gap between offloads longer than the server's idle timeout (a quiet scene, an adaptation pause)
+    is not a failure: the next request goes out on a fresh connection, without backing off."""
+    s = PoseServer([Echo()], options=ServerOptions(token="tok", idle_timeout_s=0.2)).start()
+    try:
+        with _client(s, workers=1) as c:
+            assert _send(c).wait(2.0).status == "ok"
+            time.sleep(0.6)
+            r = _send(c).wait(2.0)
+            assert r.status == "ok", r.error
+            assert c.stats["errors"] == 0 and c.backoff.failures == 0
+    finally:
+        s.stop()

@@ -299,6 +299,25 @@ class OffloadClient:
             conn.close()
             self._local.conn = None
 
+    def _post(self, body, headers, p: Pending):
+        """One POST on this worker's connection: (response, body). Raises ``_STALE`` only when the connection
+        was reused (a new one that fails is a real failure)."""
+        conn = self._conn()
+        reused = conn.sock is not None
+        conn.timeout = max(0.05, p.deadline_s - time.perf_counter() + self.options.late_grace_s)
+        if reused:
+            conn.sock.settimeout(conn.timeout)
+        else:
+            self.stats["reconnects"] += 1
+        try:
+            conn.request("POST", f"/v2/models/{self.options.model}/infer", body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp, resp.read()
+        except _STALE as exc:
+            if reused:
+                raise
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
     def _lost(self, p: Pending) -> Reply:
         time.sleep(max(0.0, p.deadline_s - time.perf_counter()))  # the requester only learns by timeout
         self.backoff.fail()  # a timeout is a failure: back off like a refused connection
@@ -318,15 +337,11 @@ class OffloadClient:
             time.sleep(up.delay_ms / 1e3)
         t0 = time.perf_counter()
         try:
-            conn = self._conn()
-            conn.timeout = max(0.05, p.deadline_s - time.perf_counter() + self.options.late_grace_s)
-            if conn.sock is not None:
-                conn.sock.settimeout(conn.timeout)
-            else:
-                self.stats["reconnects"] += 1
-            conn.request("POST", f"/v2/models/{self.options.model}/infer", body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
+            try:
+                resp, data = self._post(body, headers, p)
+            except _STALE:  # a kept-alive connection the server closed while idle (idle_timeout_s): once more, fresh
+                self._drop_conn()
+                resp, data = self._post(body, headers, p)
         except (OSError, http.client.HTTPException) as exc:
             self._drop_conn()
             d = self.backoff.fail()
@@ -378,6 +393,9 @@ class _NoDelayConnection(http.client.HTTPConnection):
         except OSError:
             pass
 
+
+#: how a kept-alive connection that the server closed while idle fails on its next request
+_STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
 
 #: answers that mean the client is misconfigured (token, model name): back off the longest delay
 _CONFIG_ERRORS = (401, 403, 404)
