@@ -63,6 +63,20 @@ VARIANTS = {
 DEFAULT_RUNS = ["int8:none", "int8:wifi", "int8:lte", "fp32:none", "fp32:wifi", "fp32:lte"]
 
 
+def play_realtime(rt, frames, fps: float) -> tuple[list, float]:
+    """Play ``frames`` into the runtime ``rt`` on a real-time clock (arrivals at the clip's rate):
+    (every result, in order, flush included; seconds from the first arrival to the last result)."""
+    results = []
+    t0 = time.perf_counter() + 0.05
+    for i, f in enumerate(frames):
+        arrival = t0 + i / fps
+        while (now := time.perf_counter()) < arrival:
+            results += rt.poll(arrival - now)
+        results += rt.push(f.image, f.timestamp_ms, arrival_s=arrival)
+    results += rt.flush()
+    return results, time.perf_counter() - t0
+
+
 def pck_of(preds: list, ref: list) -> float:
     """PCK@0.2 x torso (%) over frames where the reference has a pose; a missing prediction misses."""
     p, g = [], []

@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,7 @@ from _offload import (
     measure_server_models,
     options_for,
     pck_of,
+    play_realtime,
     run_teacher,
     same_person_share,
     start_server,
@@ -90,16 +90,8 @@ def run_one(args, spec: str, frames, fps: float) -> tuple[dict, list]:
                                  seed=args.seed, options=opts, num_threads=args.threads,
                                  server_threads=args.server_threads,
                                  estimator_options=video_options(args.person_selection))
-    results = []
     with rt:
-        t0 = time.perf_counter() + 0.05
-        for i, f in enumerate(frames):
-            arrival = t0 + i / fps
-            while (now := time.perf_counter()) < arrival:
-                results += rt.poll(arrival - now)
-            results += rt.push(f.image, f.timestamp_ms, arrival_s=arrival)
-        results += rt.flush()
-        wall = time.perf_counter() - t0
+        results, wall = play_realtime(rt, frames, fps)
         s = rt.summary()
         trace = rt.offload_trace()
         srv = {}

@@ -48,7 +48,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import add_assets_arg, add_out_arg, movenet, run_meta, use_assets, write_report
-from _offload import INT8_NAME, build_int8_teacher, options_for, pck_of, same_person_share, start_server, video_options
+from _offload import (INT8_NAME, build_int8_teacher, options_for, pck_of, play_realtime, same_person_share,
+                      start_server, video_options)
 
 log = logging.getLogger("scene_loopback")
 
@@ -85,15 +86,8 @@ def source(root: Path, lo: int, hi: int):
 
 
 def play(rt, frames, fps: float) -> list:
-    """Play ``frames`` into ``rt`` on a real-time clock (arrivals at the clip's rate); every result, in order."""
-    results = []
-    t0 = time.perf_counter() + 0.05
-    for i, f in enumerate(frames):
-        arrival = t0 + i / fps
-        while (now := time.perf_counter()) < arrival:
-            results += rt.poll(arrival - now)
-        results += rt.push(f.image, f.timestamp_ms, arrival_s=arrival)
-    return results + rt.flush()
+    """Every result of ``frames`` played into ``rt`` in real time, in order."""
+    return play_realtime(rt, frames, fps)[0]
 
 
 def teacher_refs(args) -> tuple[list, list]:

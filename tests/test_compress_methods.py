@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgepose.errors import ConfigError
+from tests._synthetic_labels import synthetic_labels
 
 
 # -- validation (no torch) -----------------------------------------------------------------------------
@@ -47,33 +48,6 @@ def test_dummy_feeds_give_every_input_of_a_multi_input_graph():
 
 
 # -- recipes ---------------------------------------------------------------------------------------------
-def _synthetic_labels(n: int = 16, size: int = 64):
-    """A LabelSet of bright squares whose 'teacher' maps peak on them (as tests/test_vitkd.py)."""
-    import cv2
-
-    from edgepose.compression.data.labels import LabelSet
-
-    rng = np.random.default_rng(0)
-    jpegs, kps, maps = [], [], []
-    yy, xx = np.mgrid[0:size // 4, 0:size // 4] + 0.5
-    for _ in range(n):
-        cy, cx = rng.uniform(0.3, 0.7, size=2)
-        img = np.full((size, size, 3), 40, np.uint8)
-        y0, x0 = int(cy * size), int(cx * size)
-        img[y0 - 4:y0 + 4, x0 - 4:x0 + 4] = 230
-        g = np.exp(-((yy - cy * size / 4) ** 2 + (xx - cx * size / 4) ** 2) / 2.0)
-        m = np.zeros((18, size // 4, size // 4), np.uint8)
-        m[:17] = np.rint(g * 255)
-        jpegs.append(cv2.imencode(".jpg", img)[1].reshape(-1))
-        k = np.tile([cy, cx, 0.9], (17, 1)).astype(np.float32)
-        k[[5, 11], 0] -= 0.15  # a torso for the PCK normaliser
-        kps.append(k)
-        maps.append(m)
-    off = np.concatenate([[0], np.cumsum([len(j) for j in jpegs])])
-    return LabelSet(np.concatenate(jpegs), off, np.stack(kps), np.stack(maps), [f"img{i}.jpg#0" for i in range(n)],
-                    size, "mem")
-
-
 @pytest.mark.torch
 def test_every_shipped_recipe_loads_and_the_cheap_ones_build(tmp_path):
     torch = pytest.importorskip("torch")
@@ -82,7 +56,7 @@ def test_every_shipped_recipe_loads_and_the_cheap_ones_build(tmp_path):
     names = list_recipes()
     assert {"smoke", "kd", "feature-kd", "okdhp", "vit", "dkd", "dkd-per-frame", "student-heatmap", "student-simcc",
             "student-rle"} <= set(names)
-    labels = _synthetic_labels()
+    labels = synthetic_labels(spread=(0.3, 0.7), torso=True, path="mem")
     for name in names:
         rec = load_recipe(name)
         assert rec.method and rec.description, name
@@ -130,7 +104,7 @@ def test_recipe_methods_make_gated_fp32_and_int8_candidates_at_their_input_size(
     from edgepose.compression.pipeline import CompressConfig
     from edgepose.compression.quantize import QuantizeConfig
 
-    labels = _synthetic_labels()
+    labels = synthetic_labels(spread=(0.3, 0.7), torso=True, path="mem")
     tr, va = labels.split(0.2, 0)
     cfg = CompressConfig(teacher="t.onnx", model="m.onnx", out=str(tmp_path), method=method,
                          distill={"steps": 2}, threads=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests._synthetic_labels import synthetic_labels
+
 torch = pytest.importorskip("torch")
 
 from edgepose.compression.distill.vitkd import (ViTKD, ViTKDConfig, ViTTrainConfig, heatmap_agreement,  # noqa: E402
@@ -112,30 +114,6 @@ def test_vit_config_names_the_bad_field():
         ViTKDConfig(mask_ratio=1.0)
 
 
-def _synthetic_labels(n: int = 16, size: int = 64):
-    """A LabelSet of bright squares whose 'teacher' heatmaps peak on them (for training tests)."""
-    import cv2
-
-    from edgepose.compression.data.labels import LabelSet
-
-    rng = np.random.default_rng(0)
-    jpegs, kps, maps = [], [], []
-    yy, xx = np.mgrid[0:size // 4, 0:size // 4] + 0.5
-    for _ in range(n):
-        cy, cx = rng.uniform(0.25, 0.75, size=2)
-        img = np.full((size, size, 3), 40, np.uint8)
-        y0, x0 = int(cy * size), int(cx * size)
-        img[y0 - 4:y0 + 4, x0 - 4:x0 + 4] = 230
-        g = np.exp(-((yy - cy * size / 4) ** 2 + (xx - cx * size / 4) ** 2) / 2.0)
-        m = np.zeros((18, size // 4, size // 4), np.uint8)
-        m[:17] = np.rint(g * 255)
-        jpegs.append(cv2.imencode(".jpg", img)[1].reshape(-1))
-        kps.append(np.tile([cy, cx, 0.9], (17, 1)).astype(np.float32))
-        maps.append(m)
-    off = np.concatenate([[0], np.cumsum([len(j) for j in jpegs])])
-    return LabelSet(np.concatenate(jpegs), off, np.stack(kps), np.stack(maps), [f"img{i}.jpg#0" for i in range(n)], size)
-
-
 def test_a_few_vitkd_training_steps_lower_the_loss():
     from edgepose.compression.data.augment import AugmentConfig
 
@@ -145,7 +123,7 @@ def test_a_few_vitkd_training_steps_lower_the_loss():
     student = ViTPose(ViTPoseConfig(dim=16, **small))
     cfg = ViTTrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, eval_every=40, augment=AugmentConfig.none(),
                          val_fraction=0.2, threads=1)
-    rep = train_vit(student, _synthetic_labels(), cfg, teacher=teacher, vitkd=ViTKDConfig(), progress=False)
+    rep = train_vit(student, synthetic_labels(), cfg, teacher=teacher, vitkd=ViTKDConfig(), progress=False)
     assert set(rep.terms) >= {"heatmap_kd", "spatial_kl", "vitkd_mimic", "vitkd_generate"}
     first, last = np.mean(rep.train[:5]), np.mean(rep.train[-5:])
     assert last < 0.8 * first, (first, last)
