@@ -1,9 +1,14 @@
 """Training tracks for the temporal models: edge-model tracks paired with teacher tracks.
 
-Only licence-clean training material is used ($EDGEPOSE_ASSETS/ASSETS.md "Training and calibration" and
-train_extra/PROVENANCE.md): body3d_demo frames 0-298 and permissively licensed train_extra
-videos (CC-BY-4.0, Apache-2.0, BSD-3, MIT). The evaluation clips (pose_1, pose_squats,
-body3d_demo 299-398, vtest 600-794) are never read here.
+Only material a shipped model may be trained on is used: :data:`TRAIN_VIDEOS` must lie within
+:mod:`edgepose.compression.data.shippable` (body3d_demo frames 0-298 and videos of the
+train_extra folders in its ``ALLOWED`` list: Apache-2.0, BSD-3, MIT, CC-BY-4.0; see
+$EDGEPOSE_ASSETS/ASSETS.md "Rules of use" and train_extra/PROVENANCE.md). This is checked when
+the module is imported (:func:`check_shippable`) and by tests/test_temporal_data_licence.py.
+Until 2026-12 the list also held six videos of folders shippable.py EXCLUDES (mmaction2 and
+mmskeleton: Kinetics-style YouTube clips; HybrIK's taiji clip): removed, and the shipped temporal
+networks retrained without them (docs/research-notes.md L1). The evaluation clips (pose_1,
+pose_squats, body3d_demo 299-398, vtest 600-794) are never read here.
 
 Each video yields a pair of tracks over the same frames: the edge model's (input, noisy)
 and the teacher's (target). Tracks are cached as .npz (``runs/temporal_tracks`` by default).
@@ -19,7 +24,7 @@ import numpy as np
 
 from edgepose.assets import assets_dir
 from edgepose.eval.temporal import Track, cached_model_track
-from edgepose.errors import MissingFileError
+from edgepose.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +33,15 @@ TEACHER = "movenet-thunder-fp32"
 EDGE = "movenet-lightning-int8"
 
 _TX = "data/train_extra/"
-#: (video relative to the assets folder, start, stop): licence-clean training clips.
+_DATA = "data/"
+#: (video relative to the assets folder, start, stop): the training clips. Every entry must be
+#: shippable (:func:`check_shippable`): a video of a folder that shippable.py does not ALLOW never
+#: goes here, whatever the licence of the repository it came with.
 TRAIN_VIDEOS: tuple[tuple[str, int, int | None], ...] = (
     ("data/mmpose_mini/demo_resources/body3d_demo.mp4", 0, 299),  # Apache-2.0; 299+ is eval
-    (_TX + "gh_Jeff-sjtu_HybrIK/examples_taiji.mp4", 0, None),  # MIT
     (_TX + "gh_facebookresearch_sam2/demo_data_gallery_05_default_juggle.mp4", 0, None),  # Apache
     (_TX + "gh_facebookresearch_sam2/notebooks_videos_bedroom.mp4", 0, None),  # Apache
     (_TX + "gh_facebookresearch_sam2/demo_data_gallery_01_dog.mp4", 0, None),  # Apache
-    (_TX + "gh_open-mmlab_mmskeleton/resource_data_example_clean_and_jerk.mp4", 0, None),  # Apache
-    (_TX + "gh_open-mmlab_mmskeleton/resource_data_example_ta_chi.mp4", 0, None),  # Apache
-    (_TX + "gh_open-mmlab_mmaction2/demo_demo_skeleton.mp4", 0, None),  # Apache
-    (_TX + "gh_open-mmlab_mmaction2/mmaction2_demo.mp4", 0, None),  # Apache
-    (_TX + "gh_open-mmlab_mmaction2/demo_test_video_structuralize.mp4", 0, None),  # Apache
     (_TX + "gh_open-mmlab_mmhuman3d/demo_resources_single_person_demo.mp4", 0, None),  # Apache
     (_TX + "pypi_pose2sim/Demo_SinglePerson_cam01.mp4", 0, None),  # BSD-3
     (_TX + "pypi_pose2sim/Demo_SinglePerson_cam02.mp4", 0, None),
@@ -50,6 +52,34 @@ TRAIN_VIDEOS: tuple[tuple[str, int, int | None], ...] = (
 ) + tuple((_TX + f"intel_sample_videos/asl_gestures_{w}.mkv", 0, None) for w in (
     "again", "bird", "book", "brother", "eat", "help", "hungry", "learn", "milk", "night", "no",
     "please", "school", "sister", "sorry", "student", "thanks", "walk", "want", "yes"))
+
+
+def unshippable(videos=TRAIN_VIDEOS, assets: str | Path = "/assets") -> list[str]:
+    """The entries of ``videos`` that :func:`shippable.is_shippable` rejects (path and frame range).
+
+    Only paths are compared, so ``assets`` need not exist (the check is the same for any root).
+    """
+    from edgepose.compression.data.shippable import is_shippable
+    from edgepose.compression.data.sources import MediaItem
+
+    root = Path(assets)
+    bad = []
+    for rel, start, stop in videos:
+        if not rel.startswith(_DATA) or not is_shippable(MediaItem(str(root / rel), "video", start, stop),
+                                                         root / "data"):
+            bad.append(f"{rel} [{start}, {stop})")
+    return bad
+
+
+def check_shippable(videos=TRAIN_VIDEOS) -> None:
+    """Raise :class:`ConfigError` if any training video is outside shippable.py's allow-list."""
+    bad = unshippable(videos)
+    if bad:
+        raise ConfigError(f"temporal training videos not allowed for a shipped model "
+                          f"(compression/data/shippable.py): {bad}")
+
+
+check_shippable()
 
 
 @dataclass

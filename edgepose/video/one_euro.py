@@ -26,9 +26,11 @@ class OneEuroConfig:
     side), so the same ``beta`` works for a person far away or close up:
     ``cutoff = min_cutoff + beta * |speed px/s| / scale``.
 
-    The defaults were tuned on the training clips only (the learned smoother's licence-clean
-    tracks, ``edgepose.compression.temporal.data.TRAIN_VIDEOS``: body3d_demo 0-298 and
-    ``train_extra``; never an evaluation clip) with the estimator's own scale (the ROI side of
+    The defaults were tuned on training clips only (the learned smoother's tracks as they were then:
+    body3d_demo 0-298 and ``train_extra``; never an evaluation clip; that list also held six clips
+    later found outside the shippable allow-list and removed, research-notes.md L1: re-tuned on the
+    clean list ``edgepose.compression.temporal.data.TRAIN_VIDEOS`` the coarse grid picks 0.5 Hz /
+    beta 10; the two constants were kept) with the estimator's own scale (the ROI side of
     each frame), against the teacher's tracks (MoveNet Thunder): the grid point with the lowest
     mean acceleration error among those whose mean position error is at most the unfiltered
     track's + 0.5 px (``python -m edgepose.compression.temporal.baselines``, coarse grid).
