@@ -61,9 +61,12 @@ class Candidate:
     within_budget: bool | None = None
     refused_because: str = ""
 
-    def latency(self) -> float:
-        """The latency the selection ranks by: the device figure, else the host's (inf: untimed)."""
-        v = self.device_ms if self.device_ms is not None else self.host_ms
+    def latency(self, device: bool | None = None) -> float:
+        """The latency the selection ranks by (inf: untimed). ``device`` True: the device figure only
+        (a candidate without one is not comparable with a device budget); False: the host's; None:
+        the device figure, else the host's."""
+        v = {True: self.device_ms, False: self.host_ms}.get(
+            device, self.device_ms if self.device_ms is not None else self.host_ms)
         return math.inf if v is None else float(v)
 
     def to_dict(self) -> dict:
@@ -125,11 +128,15 @@ def select(candidates: list[Candidate], *, reference: str, floor: float = DEFAUL
     if not sets or any(s not in ref.scores for s in sets):
         raise ConfigError(f"the reference {reference!r} must be scored on every gate set {sets}; got {ref.scores}")
     thresholds = {s: floor * ref.scores[s] for s in sets}
+    # once any candidate has a device figure, candidates rank (and meet the budget) by device figures
+    # only: a host millisecond is not comparable with an emulated device one (LiteRT files get none)
+    device = any(c.device_ms is not None for c in candidates)
     for c in candidates:
         missing = [s for s in sets if c.scores.get(s) is None or not np.isfinite(c.scores[s])]
         low = [s for s in sets if s not in missing and c.scores[s] < thresholds[s] - 1e-9]
         c.passes_floor = not missing and not low
-        c.within_budget = None if budget_ms is None else c.latency() <= budget_ms
+        unknown = budget_ms is None or (device and c.device_ms is None)
+        c.within_budget = None if unknown else c.latency(device) <= budget_ms
         if missing:
             c.refused_because = "not scored on " + ", ".join(missing)
         elif low:
@@ -140,7 +147,7 @@ def select(candidates: list[Candidate], *, reference: str, floor: float = DEFAUL
     ok = [c for c in candidates if c.passes_floor and c.recommendable]
     if not ok:  # the reference passes its own floor unless it was marked unrecommendable
         raise ConfigError("no recommendable candidate meets the floor (the input model should)")
-    best = min(ok, key=lambda c: (c.latency(), -sum(c.scores[s] for s in sets)))
+    best = min(ok, key=lambda c: (c.latency(device), -sum(c.scores[s] for s in sets)))
     lat = _fmt_ms(best)
     floor_txt = f"{100 * floor:.0f} % of the input model's score on " + " and ".join(sets)
     refused = [c for c in candidates if c.recommendable and not c.passes_floor]
@@ -160,7 +167,9 @@ def select(candidates: list[Candidate], *, reference: str, floor: float = DEFAUL
                     f"{floor_txt}.")
     for c in candidates:
         if c is not best and c.passes_floor and c.recommendable:
-            c.refused_because = f"passes, but slower than `{best.name}`"
+            c.refused_because = (f"passes, but has no device figure to rank against `{best.name}`'s "
+                                 "(the emulator models ONNX Runtime files only)" if device and c.device_ms is None
+                                 else f"passes, but slower than `{best.name}`")
     log.info("recommended %s: %s", best.name, reason)
     return Selection(best.name, best.path, floor, thresholds, budget_ms,
                      None if budget_ms is None else bool(best.within_budget), reason)

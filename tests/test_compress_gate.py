@@ -71,6 +71,22 @@ def test_within_the_budget_the_fastest_passing_candidate_wins_and_reference_file
 
 
 @pytest.mark.core
+def test_a_candidate_without_a_device_figure_is_not_ranked_by_its_host_ms_against_a_device_budget():
+    """The LiteRT int8 has host ms only (the emulator models ONNX Runtime): 1.7 host ms must not beat
+    43 emulated rpi4 ms, nor count as within a 66.7 ms device budget (seen in a default compress run)."""
+    cands = _issue20_candidates()[:3]
+    cands[1].device_ms = 43.1
+    lt = Candidate("input_int8_tflite", "in8.tflite", "LiteRT int8", {HELDOUT: 68.0, EVAL_SET: 68.0}, host_ms=1.68)
+    sel = select(cands + [lt], reference="input_fp32", budget_ms=66.7)
+    assert sel.name == "input_int8_ort" and sel.within_budget is True
+    assert lt.passes_floor and lt.within_budget is None and "no device figure" in lt.refused_because
+    # without device figures at all, host ms rank every candidate (all timed in one interleaved run)
+    for c in cands:
+        c.device_ms = None
+    assert select(cands + [lt], reference="input_fp32", budget_ms=66.7).name == "input_int8_tflite"
+
+
+@pytest.mark.core
 @pytest.mark.parametrize("bad", [0, 97, 1.5, -0.2])
 def test_a_floor_outside_0_1_is_refused_naming_the_range(bad):
     with pytest.raises(ValueError, match=r"in \(0, 1\], e.g. 0.97"):
