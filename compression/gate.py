@@ -65,8 +65,9 @@ class Candidate:
         """The latency the selection ranks by (inf: untimed). ``device`` True: the device figure only
         (a candidate without one is not comparable with a device budget); False: the host's; None:
         the device figure, else the host's."""
-        v = {True: self.device_ms, False: self.host_ms}.get(
-            device, self.device_ms if self.device_ms is not None else self.host_ms)
+        if device is None:
+            device = self.device_ms is not None
+        v = self.device_ms if device else self.host_ms
         return math.inf if v is None else float(v)
 
     def to_dict(self) -> dict:

@@ -290,6 +290,8 @@ def compress(cfg: CompressConfig, *, progress: bool = True) -> dict:
     lat, kind = ctx.time_and_score(cands)
     phases["latency_and_gate"] = time.perf_counter() - t0
     cpu = compress_report.host_cpu()
+    for p in comp_report.get("progressive", {}).get("points", []):  # their host_ms_* were timed on this host
+        p.update(cpu_model=cpu["cpu_model"], isa_flags=cpu["isa_flags"])
     sel = gate.select(cands, reference="input_fp32", floor=cfg.floor, budget_ms=budget_ms, gate_sets=gate_sets)
     report = {"recommended": sel.path, "recommended_name": sel.name, "selection": sel.to_dict(),
               "candidates": [{**c.to_dict(), "cpu_model": cpu["cpu_model"], "isa_flags": cpu["isa_flags"]}
@@ -383,10 +385,7 @@ def _progressive(cfg, net, labels, tr_idx, crops, out, cands, artifacts, notes, 
             c.scores.update(sc)
             cands.append(c)
             artifacts.append(Path(path))
-    from .compress_report import host_cpu
-
-    cpu = {k: v for k, v in host_cpu().items() if k in ("cpu_model", "isa_flags")}  # the host_ms_* were timed here
-    return {"config": pcfg.to_dict(), "points": [{**asdict(p), **cpu} for p in points],
+    return {"config": pcfg.to_dict(), "points": [asdict(p) for p in points],
             "chosen_step": None if best is None else best.step}
 
 
