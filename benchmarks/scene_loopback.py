@@ -24,14 +24,26 @@ under which "% of teacher PCK" is the issue's target. vtest has no annotations (
 teacher's track is the reference, so the teacher's own PCK is 100 and "% of teacher PCK" = PCK.
 
     python benchmarks/scene_loopback.py --steps 30 --lr 5e-5    # ~14 min on 2 loaded cores, ~10 of them adapting
+    python benchmarks/scene_loopback.py --steps 30 --lr 5e-5 --collect-interval-ms 300 --name scene_loopback_samples
     python benchmarks/scene_loopback.py --steps 30 --lr 5e-5 --collect-rate 0.9 --name scene_loopback_collect
-    python benchmarks/scene_loopback.py --train 0:150 --eval 150:170 --steps 2 --collect-rate 0.5 \
+    python benchmarks/scene_loopback.py --train 0:150 --eval 150:170 --steps 2 --collect-interval-ms 100 \
         --server-model teacher --work /tmp/sl --name tiny          # smoke (tests/test_scene_loopback.py)
 
-``--collect-rate R``: a collection phase (the deployed policy keeps ~2-5 % of vtest's frames, too few
-crops for adapt's gate): on the collection segment the hardest R of keyframes are offloaded with no
-share cap; both runs switch to the deployed policy at the first evaluation frame. ``--swap-refused``
-(diagnostic): swap the candidate in even when the gate refuses it.
+The deployed policy offloads ~2-5 % of vtest's frames: too few crops for adapt's gate. Two ways to
+collect more:
+
+* ``--collect-interval-ms MS`` (the product path, ``RuntimeOptions.collect_interval_ms``): the
+  runtime also sends label-only collection samples, at most one keyframe crop per MS of media time
+  that was not offloaded, while nothing of it is in flight; the server keeps them like offloads
+  (marked ``sample``) and the runtime never uses their answers. The offload policy is the deployed
+  one throughout; samples stay on through the evaluation segment in both runs, as a deployed
+  runtime keeps them (they change no result, but share the link, the server and the client's
+  request slots: ``offloads_refused`` in the report).
+* ``--collect-rate R`` (the earlier workaround): a collection phase in which the hardest R of
+  keyframes of the collection segment are offloaded with no share cap (their answers are used);
+  both runs switch to the deployed policy at the first evaluation frame.
+
+``--swap-refused`` (diagnostic): swap the candidate in even when the gate refuses it.
 
 Edge time is measured on this host (not emulated for the Pi); server time is real (its own
 process, same shared cores); the link is emulated in the client; "within budget" = within the
@@ -166,12 +178,38 @@ def collection_policy(rate: float | None):
     return PolicyConfig(target_rate=rate, leave_rate=min(0.99, 2 * rate), max_share=1.0, burst=1000)
 
 
+def collection_label(collect_rate: float | None, collect_interval_ms: float | None) -> str:
+    """How the collection segment fed the server's collection (the report's ``collection``)."""
+    parts = []
+    if collect_interval_ms:
+        parts.append(f"collection samples (RuntimeOptions.collect_interval_ms={collect_interval_ms:g}: at most one "
+                     "keyframe crop per interval that was not offloaded, answers unused)")
+    if collect_rate is not None:
+        parts.append(f"a collection phase (--collect-rate {collect_rate:g}: the hardest {100 * collect_rate:.0f} % of "
+                     "keyframes offloaded, no share cap)")
+    return " + ".join(parts) if parts else "the deployed policy's offloads only"
+
+
+def crop_counts(folder: Path) -> dict:
+    """Crops of a collection by source (``offload`` / ``sample``; older crops without one are offloads)."""
+    import json
+
+    from edgepose.server.collect import crop_source
+
+    out = {"offload": 0, "sample": 0}
+    for p in sorted(Path(folder).glob("*.json")):
+        src = crop_source(json.loads(p.read_text()))
+        out[src] = out.get(src, 0) + 1
+    return out
+
+
 def make_runtime(args, url: str):
     from dataclasses import replace
 
     from edgepose.offload.runtime import CloudEdgeRuntime
 
-    opts = replace(options_for("default", args.budget_ms), policy=collection_policy(args.collect_rate))
+    opts = replace(options_for("default", args.budget_ms), policy=collection_policy(args.collect_rate),
+                   collect_interval_ms=args.collect_interval_ms or 0.0)
     return CloudEdgeRuntime.create(args.edge, server=url, teacher=args.served, link=args.link, profile=args.profile,
                                    seed=args.seed, options=opts, num_threads=args.threads,
                                    estimator_options=video_options(args.person_selection))
@@ -220,9 +258,12 @@ def stream(args, *, collect: bool, fps: float) -> dict:
             out["train_segment"] = segment_row(res, rt.offload_trace(), *args.train, {}, offset=args.train[0])
             if collect:
                 snap = args.work / "collection_snapshot"  # what the server held when adaptation started
+                # counted before the copy: a sample answered in between is in the copy, never missing from it
+                out["collection_samples_at_snapshot"] = rt.summary()["collection_samples"]
                 shutil.rmtree(snap, ignore_errors=True)
                 shutil.copytree(coll / "crops", snap / "crops")
                 out["collected_crops"] = len(list((snap / "crops").glob("*.jpg")))
+                out["collected_by_source"] = crop_counts(snap / "crops")
                 out["collection_bytes"] = sum(p.stat().st_size for p in (snap / "crops").iterdir())
                 log.warning("collected %d crops on frames %d-%d; adapting", out["collected_crops"], *args.train)
                 ad, secs = run_adapt(args, snap)
@@ -240,6 +281,8 @@ def stream(args, *, collect: bool, fps: float) -> dict:
             res += play(rt, source(args.root, *args.eval), fps)
             out["eval_play_s"] = round(time.perf_counter() - t, 1)
             s, trace = rt.summary(), rt.offload_trace()
+        # after close(): every sample sent is answered or failed by now
+        out["collection_samples"] = rt.summary()["collection_samples"]  # whole stream (on in the eval segment too)
         out["swaps"] = s["swaps"]
         out["policy"], out["control"] = s["policy"], s["control"]
         out["keyframe_interval"], out["keyframe_changes"] = s["keyframe_interval"], s["keyframe_changes"]
@@ -264,6 +307,24 @@ def row_of(name: str, run: dict) -> dict:
     return e
 
 
+def collection_lines(rep: dict) -> list[str]:
+    """The report's lines on where the collected crops came from and the runtime's sample counts."""
+    a = rep["after_run"]
+    by = a.get("collected_by_source", {})
+    lines = [f"- collected crops by source: {by.get('offload', 0)} offloads, {by.get('sample', 0)} collection samples"]
+    if rep.get("collect_interval_ms"):
+        snap, end = a.get("collection_samples_at_snapshot", {}), a.get("collection_samples", {})
+
+        def txt(c):
+            return (f"sent {c.get('sent', 0)}, answered {c.get('answered', 0)}, failed {c.get('failed', 0)}, "
+                    f"skipped busy {c.get('skipped_busy', 0)}, offloads refused {c.get('offloads_refused', 0)}")
+
+        lines += [f"- collection samples (`summary()['collection_samples']`), after run: at the snapshot {txt(snap)}; "
+                  f"whole stream {txt(end)}; before run (no collection) whole stream "
+                  f"{txt(rep['before_run'].get('collection_samples', {}))}"]
+    return lines
+
+
 def markdown(rep: dict) -> list[str]:
     a = rep["after_run"].get("adapt", {})
     g = a.get("gate", {})
@@ -283,7 +344,9 @@ def markdown(rep: dict) -> list[str]:
                   f"{r['p50_ms']} | {r['p99_ms']} | {r['swaps']} | "
                   f"{'yes' if r['met'] else 'no (' + ', '.join(r['missed']) + ')'} |")
     tr = rep["after_run"]["train_segment"]
-    md += ["", f"- collected crops: **{rep['after_run'].get('collected_crops', 0)}** "
+    label = rep.get("collection") or collection_label(rep.get("collect_rate"), rep.get("collect_interval_ms"))
+    md += ["", f"- collection: {label}"] + collection_lines(rep) + [
+           f"- collected crops: **{rep['after_run'].get('collected_crops', 0)}** "
                f"({rep['after_run'].get('collection_bytes', 0) / 1024:.0f} KiB; {tr['offloaded']} frames of "
                f"{tr['frames']} offloaded while collecting, {100 * tr['offload_share']:.1f} %: "
                + ("the deployed policy)" if rep["collect_rate"] is None else f"a collection phase, the hardest "
@@ -329,6 +392,10 @@ def main(argv=None) -> int:
     ap.add_argument("--collect-rate", type=float, default=None,
                     help="collection phase: offload the hardest share of keyframes of the collection segment, no "
                          "15 %% cap (default: the deployed policy throughout; it keeps ~5 %% of the frames)")
+    ap.add_argument("--collect-interval-ms", type=float, default=None, metavar="MS",
+                    help="the product path: the runtime also sends label-only collection samples, at most one "
+                         "keyframe crop per MS of media time (RuntimeOptions.collect_interval_ms), in both runs and "
+                         "all segments; the offload policy stays the deployed one (default: off)")
     ap.add_argument("--steps", type=int, default=None, help="adapt fine-tuning steps (default: AdaptConfig's)")
     ap.add_argument("--lr", type=float, default=None, help="adapt learning rate (default: AdaptConfig's)")
     ap.add_argument("--gate-min-crops", type=int, default=None,
@@ -345,6 +412,8 @@ def main(argv=None) -> int:
     check_ranges(args.train, args.eval)
     if args.collect_rate is not None and not 0.0 < args.collect_rate < 1.0:
         raise SystemExit(f"--collect-rate must be in (0, 1), got {args.collect_rate}")
+    if args.collect_interval_ms is not None and not args.collect_interval_ms > 0:
+        raise SystemExit(f"--collect-interval-ms must be > 0, got {args.collect_interval_ms}")
     logging.basicConfig(level=logging.WARNING)
     from edgepose.profiles import load_profile
 
@@ -378,8 +447,9 @@ def main(argv=None) -> int:
            "link_txt": (f"{ln.uplink_mbps:g} Mbit/s up, RTT {ln.rtt_ms:g} ms, jitter {ln.jitter_ms:g} ms, loss "
                         f"{ln.loss_pct:g} %") if ln else args.link,
            "budget_ms": args.budget_ms, "threads": args.threads, "person_selection": args.person_selection,
-           "fps": fps, "collect_rate": args.collect_rate, "rows": rows, "met": bool(rows[1]["met"] and accepted), "after_run": after,
-           "before_run": before, "targets": TARGET,
+           "fps": fps, "collect_rate": args.collect_rate, "collect_interval_ms": args.collect_interval_ms,
+           "collection": collection_label(args.collect_rate, args.collect_interval_ms), "rows": rows,
+           "met": bool(rows[1]["met"] and accepted), "after_run": after, "before_run": before, "targets": TARGET,
            "measurement": {"edge": "measured on this host (2 shared x86 cores), not emulated for the Pi",
                            "server": f"real: {args.served} in `edgepose serve` on loopback, same shared cores",
                            "link": f"emulated in the client transport ({args.profile} {args.link})",

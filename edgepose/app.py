@@ -44,6 +44,12 @@ def app_arguments(description: str, *, default_input: str, input_help: str, defa
     p.add_argument("--offload-token", default=os.environ.get("EDGEPOSE_TOKEN"),
                    help="bearer token for the server (default: $EDGEPOSE_TOKEN)")
     p.add_argument("--teacher", default="movenet-thunder-fp32", help="the server's model name")
+    p.add_argument("--collect-interval-ms", type=float, default=0.0, metavar="MS",
+                   help="with --offload-url: also send at most one keyframe crop per MS of video time that was not "
+                        "offloaded, only to be answered, so a server run with `edgepose serve --collect DIR` "
+                        "keeps enough of the scene for `edgepose adapt --from-collection DIR` (offloads alone "
+                        "are a few %% of the frames); the answers are never used, nothing waits on them "
+                        "(default 0: off; e.g. 500)")
     p.add_argument("--width", type=int, default=width, help=f"camera width (default {width})")
     p.add_argument("--height", type=int, default=height, help=f"camera height (default {height})")
     p.add_argument("--fps", type=float, help="camera frame rate (default: the driver's)")
@@ -127,12 +133,18 @@ def single_person(args, model, budget_ms: float) -> Pipeline:
     from edgepose.offload import ClientOptions, OffloadClient
     from edgepose.offload.runtime import CloudEdgeRuntime, RuntimeOptions
 
+    collect_ms = getattr(args, "collect_interval_ms", 0.0) or 0.0
+    if collect_ms and not args.offload_url:
+        raise SystemExit("--collect-interval-ms sends collection samples to the offload server: give --offload-url too")
+    opts = RuntimeOptions(budget_ms=budget_ms, collect_interval_ms=collect_ms)  # checks the values first
     est = PoseEstimator(model, options=EstimatorOptions(running_mode="video"))
     client = None
     if args.offload_url:
         client = OffloadClient(args.offload_url, options=ClientOptions(model=args.teacher, token=args.offload_token))
         log.info("offloading hard frames to %s (model %s)", args.offload_url, args.teacher)
-    rt = CloudEdgeRuntime(est, client=client, options=RuntimeOptions(budget_ms=budget_ms))
+        if collect_ms:
+            log.info("collection samples: at most one crop per %g ms of video time (for serve --collect)", collect_ms)
+    rt = CloudEdgeRuntime(est, client=client, options=opts)
 
     def closer():
         rt.close()
@@ -186,17 +198,19 @@ class Display:
 def _loop(pipeline: Pipeline, src, display: Display, stats) -> None:
     from edgepose.types import Source
 
-    sent, swaps, shown = 0, 0, collections.deque()  # (image, arrival, offloaded, swapped) of frames not yet shown
+    sent, swaps, sampled = 0, 0, 0
+    shown = collections.deque()  # (image, arrival, offloaded, swapped, samples) of frames not yet shown
     gap = None  # smoothed time between frames (s): how long the loop may wait for a held result
     stream = pipeline.stream
 
     def deliver(results) -> bool:
         """Show released results (input order, one per pushed frame); False when the window closed."""
         for result in results:
-            image, t_arr, offloaded, swapped = shown.popleft()
+            image, t_arr, offloaded, swapped, samples = shown.popleft()
             latency = (time.perf_counter() - t_arr) * 1e3
             stats.add(latency, deadline_met=result.deadline_met, offloaded=offloaded,
-                      cloud=result.source == Source.CLOUD, people=len(result.poses), swapped=swapped)
+                      cloud=result.source == Source.CLOUD, people=len(result.poses), swapped=swapped,
+                      samples=samples)
             if not display.show(image, result, f"{latency:.0f} ms {result.source.value}"):
                 return False
         return True
@@ -209,8 +223,9 @@ def _loop(pipeline: Pipeline, src, display: Display, stats) -> None:
         last = arrival
         out = stream.push(frame.image, frame.timestamp_ms, arrival_s=arrival)  # never waits on the network
         now_sent, now_swaps = pipeline.submitted(), len(getattr(stream, "swaps", ()))
-        shown.append((frame.image, arrival, now_sent > sent, now_swaps > swaps))
-        sent, swaps = now_sent, now_swaps
+        now_sampled = getattr(stream, "collection_samples", {}).get("sent", 0)
+        shown.append((frame.image, arrival, now_sent > sent, now_swaps > swaps, now_sampled - sampled))
+        sent, swaps, sampled = now_sent, now_swaps, now_sampled
         # a held frame due before the next frame is expected: wait for it, never past that point
         due = stream.next_due()
         if due is not None and gap is not None:
@@ -246,7 +261,10 @@ def run_app(args, build: Callable[..., Pipeline]) -> int:
     except EdgePoseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stats = LiveStats(budget_ms=budget_ms)
+    rt = pipeline.stream
+    collect = getattr(rt, "client", None) is not None and getattr(getattr(rt, "options", None),
+                                                                  "collect_interval_ms", 0) > 0
+    stats = LiveStats(budget_ms=budget_ms, collect=collect)
     display, src = None, None
     try:
         src = open_input(args)

@@ -29,6 +29,14 @@ IMAGE_BYTES = "image_bytes"  #: BYTES [N]: JPEG/PNG-encoded RGB person crops
 IMAGE = "image"  #: UINT8 [N, H, W, 3]: RGB person crops
 KEYPOINTS = "keypoints"  #: FP32 [N, K, 3]: x, y (pixels of the input image), score
 
+#: Request-level parameter that says why a request was sent. Absent (or anything else): an offload,
+#: whose answer the device may use. ``PURPOSE_COLLECT``: a label-only collection sample
+#: (``RuntimeOptions.collect_interval_ms``) whose answer the device never uses; a collecting server
+#: (``edgepose serve --collect``) records it as such. A server that does not know the parameter
+#: ignores it and answers as usual (request parameters it does not read are not an error).
+PURPOSE = "edgepose_purpose"
+PURPOSE_COLLECT = "collect"
+
 #: KServe V2 datatype -> numpy dtype (BYTES is a numpy object array of ``bytes``).
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),

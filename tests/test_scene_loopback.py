@@ -65,18 +65,47 @@ def test_segment_figures_stats_line_and_verdict(sl):
     assert sl.verdict(dict(ok, pct_of_teacher_vtest_eval=90.0, within_budget=0.9)) == (False, ["PCK", "budget"])
 
 
+@pytest.mark.core
+def test_the_report_says_which_collection_fed_the_server(sl, tmp_path):
+    assert sl.collection_label(None, None) == "the deployed policy's offloads only"
+    assert "collect_interval_ms=250" in sl.collection_label(None, 250.0)
+    both = sl.collection_label(0.5, 250.0)
+    assert "collect_interval_ms=250" in both and "--collect-rate 0.5" in both
+    (tmp_path / "0000000000.json").write_text(json.dumps({"seq": 0, "model": "m"}))  # before samples existed
+    (tmp_path / "0000000001.json").write_text(json.dumps({"seq": 1, "model": "m", "source": "sample"}))
+    (tmp_path / "0000000002.json").write_text(json.dumps({"seq": 2, "model": "m", "source": "offload"}))
+    assert sl.crop_counts(tmp_path) == {"offload": 2, "sample": 1}
+    cs = {"sent": 9, "answered": 8, "failed": 1, "skipped_busy": 3, "in_flight": 0, "offloads_refused": 2}
+    rep = {"collect_interval_ms": 250.0, "after_run": {"collected_by_source": {"offload": 2, "sample": 8},
+                                                      "collection_samples_at_snapshot": cs, "collection_samples": cs},
+           "before_run": {"collection_samples": dict(cs, sent=0)}}
+    lines = sl.collection_lines(rep)
+    assert lines[0] == "- collected crops by source: 2 offloads, 8 collection samples"
+    assert "sent 9, answered 8, failed 1, skipped busy 3, offloads refused 2" in lines[1]
+    assert len(sl.collection_lines(dict(rep, collect_interval_ms=None))) == 1  # no sample counts without samples
+
+
 @pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.torch
 def test_tiny_end_to_end(tmp_path):
-    """Frames 0-149 collected, 150-169 evaluated, 2 fine-tuning steps: collect, adapt, one result per frame."""
+    """Frames 0-149 collected (offloads + collection samples, the product path), 150-169 evaluated, 2
+    fine-tuning steps: collect, adapt, one result per frame. (``--collect-rate 0.5`` runs the same way.)"""
     cmd = [sys.executable, str(REPO / "benchmarks" / "scene_loopback.py"), "--train", "0:150", "--eval", "150:170",
-           "--steps", "2", "--collect-rate", "0.5", "--server-model", "teacher", "--work", str(tmp_path / "work"), "--out", str(tmp_path),
-           "--name", "tiny"]
+           "--steps", "2", "--collect-interval-ms", "200", "--server-model", "teacher", "--work", str(tmp_path / "work"),
+           "--out", str(tmp_path), "--name", "tiny"]
     subprocess.run(cmd, check=True, timeout=900)
     rep = json.loads((tmp_path / "tiny.json").read_text())
     after, before = rep["after_run"], rep["before_run"]
     assert after["collected_crops"] >= 10 and after["adapt"]["seconds"] > 0
+    by, snap = after["collected_by_source"], after["collection_samples_at_snapshot"]
+    assert by["offload"] + by["sample"] == after["collected_crops"]
+    assert rep["collect_interval_ms"] == 200.0 and "collect_interval_ms=200" in rep["collection"]
+    # every answered sample is in the collection (one in flight at the snapshot may be too)
+    assert snap["answered"] <= by["sample"] <= snap["answered"] + snap["in_flight"] and by["sample"] >= 10
+    c = after["collection_samples"]
+    assert c["sent"] == c["answered"] + c["failed"] and c["in_flight"] == 0
+    assert "collection samples (`summary()" in (tmp_path / "tiny.md").read_text()
     assert [r["frames"] for r in rep["rows"]] == [20, 20]
     assert len(after["swaps"]) == (1 if after["adapt"]["accepted"] else 0) and not before["swaps"]
     if after["swaps"]:

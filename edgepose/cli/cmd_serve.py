@@ -44,7 +44,9 @@ def add_arguments(p):
                    help="how long a keep-alive connection may wait for its next request (default 10)")
     p.add_argument("--collect", type=_args.output_dir, metavar="DIR", default=None,
                    help="opt-in: keep the crops answered and the answers in DIR for `edgepose adapt "
-                        "--from-collection DIR` (a ring: the oldest dropped first; off by default)")
+                        "--from-collection DIR` (a ring: the oldest dropped first; off by default); offloads "
+                        "alone are a few %% of the frames: devices add collection samples with "
+                        "--collect-interval-ms (RuntimeOptions.collect_interval_ms), marked as such in DIR")
     p.add_argument("--collect-max-items", type=_args.int_range(1), default=5000,
                    help="most crops the collection keeps (default 5000)")
     p.add_argument("--collect-max-mb", type=_args.float_range(0.01), default=256.0,

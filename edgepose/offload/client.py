@@ -5,6 +5,17 @@ not sent: rate-limited, all workers busy, or backing off after a failure). Worke
 each with its own keep-alive HTTP connection, do the exchange through the optional
 :class:`~edgepose.offload.netem.NetworkEmulator`. An answer after its deadline is marked
 ``late`` and counted; the caller decides whether a late answer may still correct the track.
+
+Collection samples (:meth:`OffloadClient.submit_sample`, for ``RuntimeOptions.collect_interval_ms``)
+never take a token of the bucket, carry ``edgepose_purpose=collect`` on the wire and are counted
+in :attr:`OffloadClient.sample_stats`, not in :attr:`OffloadClient.stats` (whose ``submitted``
+stays the offloads); one is in flight at most. A sample in flight holds one of the ``workers``
+request slots, so the server never has more than ``workers`` requests of this client at once (2
+by default, the embedded server's ``max_concurrency``): an offload that comes while the other
+slots are busy is refused here (``skipped_busy``; ``sample_stats["offloads_refused"]`` counts
+those a sample's slot decided) rather than answered 503, which would back offloads off for the
+server's Retry-After. Samples share the backoff: a server that refused or failed a sample is
+backed off by offloads too, and the other way round.
 """
 
 from __future__ import annotations
@@ -25,7 +36,8 @@ import numpy as np
 
 from edgepose.offload.timing import LatencyStats
 from edgepose.offload.netem import NetworkEmulator
-from edgepose.protocol import HEADER_LENGTH, ProtocolError, decode_infer_response, encode_infer_request
+from edgepose.protocol import (HEADER_LENGTH, PURPOSE, PURPOSE_COLLECT, ProtocolError, decode_infer_response,
+                               encode_infer_request)
 from edgepose.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -153,10 +165,14 @@ class Reply:
 
 
 class Pending:
-    """A submitted request: ``wait(timeout)`` returns its :class:`Reply` or None if not done."""
+    """A submitted request: ``wait(timeout)`` returns its :class:`Reply` or None if not done.
 
-    def __init__(self, inputs, deadline_s: float, tag: Any, up_bytes: int):
+    ``purpose``: None for an offload, :data:`~edgepose.protocol.PURPOSE_COLLECT` for a collection sample.
+    """
+
+    def __init__(self, inputs, deadline_s: float, tag: Any, up_bytes: int, *, purpose: str | None = None):
         self.inputs, self.deadline_s, self.tag, self.up_bytes = inputs, deadline_s, tag, up_bytes
+        self.purpose = purpose
         self.t_submit = time.perf_counter()
         self.t_done: float | None = None
         self.reply: Reply | None = None
@@ -197,10 +213,15 @@ class OffloadClient:
         self.backoff = Backoff(self.options.backoff_base_s, self.options.backoff_max_s, self.options.seed)
         self.server_ms = LatencyStats()
         self.network_ms = LatencyStats()
+        #: offloads only (``submitted`` is the offload count); samples are in :attr:`sample_stats`
         self.stats = {k: 0 for k in ("submitted", "ok", "late", "lost", "busy", "errors", "skipped_rate",
                                      "skipped_busy", "skipped_backoff", "reconnects")}
+        #: collection samples (:meth:`submit_sample`)
+        self.sample_stats = {k: 0 for k in ("submitted", "ok", "late", "lost", "busy", "errors", "skipped_busy",
+                                            "skipped_backoff", "reconnects", "offloads_refused")}
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = 0  # requests being sent or answered, samples included (<= workers)
+        self._samples_in_flight = 0  # of which samples (<= 1)
         self._local = threading.local()
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
@@ -234,6 +255,8 @@ class OffloadClient:
         with self._lock:
             if self._in_flight >= self.options.workers:
                 self.stats["skipped_busy"] += 1
+                if self._in_flight - self._samples_in_flight < self.options.workers:
+                    self.sample_stats["offloads_refused"] += 1  # a slot a sample holds decided it
                 return None
             if not self.bucket.take(now_ms):
                 self.stats["skipped_rate"] += 1
@@ -244,12 +267,39 @@ class OffloadClient:
         self._queue.put(p)
         return p
 
-    def _count(self, key: str) -> None:
+    def submit_sample(self, inputs: dict[str, np.ndarray], *, deadline_s: float, tag: Any = None) -> Pending | None:
+        """Queue a label-only collection sample; None (counted in :attr:`sample_stats`) when it is not
+        sent: closed, backing off, a sample still in flight or every request slot busy.
+
+        Takes no token of the bucket; holds a request slot while in flight; the request carries
+        ``edgepose_purpose=collect``. Never blocks.
+        """
+        if self._closed:
+            return None
+        if not self.available():
+            self._count("skipped_backoff", self.sample_stats)
+            return None
         with self._lock:
-            self.stats[key] += 1
+            if self._samples_in_flight >= 1 or self._in_flight >= self.options.workers:
+                self.sample_stats["skipped_busy"] += 1
+                return None
+            self._in_flight += 1
+            self._samples_in_flight += 1
+            self.sample_stats["submitted"] += 1
+        p = Pending(inputs, deadline_s, tag, up_bytes=sum(_nbytes(a) for a in inputs.values()),
+                    purpose=PURPOSE_COLLECT)
+        self._queue.put(p)
+        return p
+
+    def _stats_of(self, p: Pending | None) -> dict:
+        return self.sample_stats if p is not None and p.purpose is not None else self.stats
+
+    def _count(self, key: str, stats: dict | None = None) -> None:
+        with self._lock:
+            (self.stats if stats is None else stats)[key] += 1
 
     def close(self) -> None:
-        """Stop the workers (after the requests in flight). Idempotent."""
+        """Stop the workers (after the requests in flight, samples included). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -280,10 +330,12 @@ class OffloadClient:
                 reply = Reply("error", error=f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._in_flight -= 1
+                self._samples_in_flight -= int(p.purpose is not None)
             reply.rtt_ms = (time.perf_counter() - p.t_submit) * 1e3
             if reply.status == "ok" and time.perf_counter() > p.deadline_s:
                 reply.status = "late"
-            self._count({"ok": "ok", "late": "late", "lost": "lost", "busy": "busy"}.get(reply.status, "errors"))
+            self._count({"ok": "ok", "late": "late", "lost": "lost", "busy": "busy"}.get(reply.status, "errors"),
+                        self._stats_of(p))
             p._complete(reply)
 
     def _conn(self) -> http.client.HTTPConnection:
@@ -308,7 +360,7 @@ class OffloadClient:
         if reused:
             conn.sock.settimeout(conn.timeout)
         else:
-            self.stats["reconnects"] += 1
+            self._count("reconnects", self._stats_of(p))
         try:
             conn.request("POST", f"/v2/models/{self.options.model}/infer", body=body, headers=headers)
             resp = conn.getresponse()
@@ -326,7 +378,10 @@ class OffloadClient:
     def _exchange(self, p: Pending) -> Reply:
         queue_ms = (time.perf_counter() - p.t_submit) * 1e3
         remaining_ms = (p.deadline_s - time.perf_counter()) * 1e3
-        body, headers = encode_infer_request(p.inputs, parameters={"deadline_ms": max(1.0, round(remaining_ms, 1))})
+        params = {"deadline_ms": max(1.0, round(remaining_ms, 1))}
+        if p.purpose is not None:
+            params[PURPOSE] = p.purpose  # a server that does not know it ignores it
+        body, headers = encode_infer_request(p.inputs, parameters=params)
         if self.options.token:
             headers["Authorization"] = f"Bearer {self.options.token}"
         emu = self.emulator

@@ -12,7 +12,8 @@ def build_runtime(cls, edge_model: str = "movenet-lightning-int8", *, server: st
                   teacher: str = "movenet-thunder-fp32", link: "str | LinkSpec" = "loopback", profile=None,
                   seed: int = 0, options: RuntimeOptions | None = None,
                   client_options: ClientOptions | None = None, num_threads: int | None = None,
-                  server_threads: int | None = None, estimator_options=None):
+                  server_threads: int | None = None, estimator_options=None,
+                  collect_interval_ms: float | None = None):
     """``cls(estimator, client=..., link=..., options=...)`` built as
     :meth:`~edgepose.offload.runtime.CloudEdgeRuntime.create` documents."""
     from edgepose.estimator import EstimatorOptions, PoseEstimator
@@ -25,6 +26,10 @@ def build_runtime(cls, edge_model: str = "movenet-lightning-int8", *, server: st
     spec = link if isinstance(link, LinkSpec) else get_link(link, profile)
     if options is None and profile is not None:
         options = RuntimeOptions(budget_ms=profile.frame_budget.frame_ms)
+    if collect_interval_ms is not None:  # checked here, before anything is loaded
+        from dataclasses import replace
+
+        options = replace(options or RuntimeOptions(), collect_interval_ms=collect_interval_ms)
     est = PoseEstimator(edge_model, options=estimator_options or EstimatorOptions(running_mode="video"),
                         num_threads=num_threads)
     owned: list = []

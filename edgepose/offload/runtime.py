@@ -37,6 +37,24 @@ Identity: with ``EstimatorOptions(person_selection="nearest")`` an answer whose 
 person than the one the tracker follows (``PoseEstimator.is_other_person``; e.g. the acquisition's
 whole frame, where the server model picks whom it finds most salient) neither becomes the frame's
 result nor re-seeds the tracker; ``summary()["identity_rejects"]`` counts them.
+
+Collection samples (opt-in, ``RuntimeOptions.collect_interval_ms``): offloads are a few % of the
+frames, too few crops for a collecting server (``edgepose serve --collect DIR``) to feed
+``edgepose adapt --from-collection``. With the option on, at most one keyframe per interval of
+media time that was *not* offloaded, while no request of the runtime is in flight and the client
+is not backing off, has its crop (the same crop and JPEG as an offload) sent with
+:meth:`OffloadClient.submit_sample` (no token of the policy's cap or the client's bucket; marked
+``edgepose_purpose=collect`` on the wire) and a generous deadline (:data:`SAMPLE_DEADLINE_S`);
+otherwise the keyframe is counted ``skipped_busy`` and the next one tried. A sample is never held
+and its answer is never used for a frame; it is not an offload in the offload share, the
+offload-rate controller, the policy's cap or :meth:`~CloudEdgeRuntime.offload_trace`. An answered
+sample feeds the network estimate (its round trip and server time are real measurements of the
+same link and server), and an in-flight one counts in the predicted server wait of an offload.
+While in flight a sample holds one of the client's request slots (``ClientOptions.workers``), so
+an offload that comes while the others are busy too is refused by the client (counted,
+``offloads_refused``) instead of overloading the server into a 503 and a backoff.
+``summary()["collection_samples"]``: ``sent`` = ``answered`` + ``failed`` + ``in_flight``
+(``in_flight`` is 0 after :meth:`~CloudEdgeRuntime.close`: a sample still unanswered then is failed).
 """
 
 from __future__ import annotations
@@ -64,6 +82,11 @@ from edgepose.protocol import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
 
 log = logging.getLogger(__name__)
+
+#: the answer deadline of a collection sample: nothing waits on it, so it only bounds how long a
+#: sample may take (a stalled server, a lost packet) before it counts as failed
+SAMPLE_DEADLINE_S = 2.0
+
 
 @dataclass
 class _Held:
@@ -126,13 +149,21 @@ class CloudEdgeRuntime(ModelSwap):
         self._index = 0
         self._owned: list = []
         self._trace: collections.deque = collections.deque(maxlen=1000)
+        #: label-only collection samples (RuntimeOptions.collect_interval_ms); never offloads
+        self.collection_samples = {"sent": 0, "answered": 0, "failed": 0, "skipped_busy": 0}
+        self._samples: list[Pending] = []
+        self._sample_due = -math.inf  # media time (ms) from which the next sample may go
+        if self.options.collect_interval_ms > 0 and client is not None and not hasattr(client, "submit_sample"):
+            raise ConfigError(f"RuntimeOptions.collect_interval_ms={self.options.collect_interval_ms:g} needs a client "
+                             f"with submit_sample() (OffloadClient); {type(client).__name__} has none: set it to 0")
 
     @classmethod
     def create(cls, edge_model: str = "movenet-lightning-int8", *, server: str | None = "embedded",
                teacher: str = "movenet-thunder-fp32", link: str | LinkSpec = "loopback", profile=None,
                seed: int = 0, options: RuntimeOptions | None = None,
                client_options: ClientOptions | None = None, num_threads: int | None = None,
-               server_threads: int | None = None, estimator_options=None) -> "CloudEdgeRuntime":
+               server_threads: int | None = None, estimator_options=None,
+               collect_interval_ms: float | None = None) -> "CloudEdgeRuntime":
         """Build estimator, (embedded) server and client in one call.
 
         Args:
@@ -149,12 +180,17 @@ class CloudEdgeRuntime(ModelSwap):
             server_threads: the embedded server model's threads (default: ``num_threads``).
             estimator_options: the edge :class:`~edgepose.EstimatorOptions` (video mode; default
                 ``EstimatorOptions(running_mode="video")``), e.g. ``person_selection="nearest"``.
+            collect_interval_ms: overrides ``options.collect_interval_ms`` (None: keep it): at most one
+                label-only collection sample per this many ms of media time, so a server run with
+                ``edgepose serve --collect DIR`` keeps enough crops for ``edgepose adapt --from-collection``
+                (0: off).
         """
         from edgepose.offload.factory import build_runtime
 
         return build_runtime(cls, edge_model, server=server, teacher=teacher, link=link, profile=profile, seed=seed,
                              options=options, client_options=client_options, num_threads=num_threads,
-                             server_threads=server_threads, estimator_options=estimator_options)
+                             server_threads=server_threads, estimator_options=estimator_options,
+                             collect_interval_ms=collect_interval_ms)
 
     # -- driving it ----------------------------------------------------------------------------
     def push(self, image: np.ndarray, timestamp_ms: int, *, arrival_s: float | None = None) -> list[PoseResult]:
@@ -179,6 +215,7 @@ class CloudEdgeRuntime(ModelSwap):
         out = self._release(t_start)
         self._apply_swap(self._index, ts)  # a queued model (request_swap) takes over from this frame
         self._collect(ts, size)
+        self._finish_samples()
         key = self.controller.is_keyframe(force=self._last is None or not self._last.poses)
         timings: dict[str, float] = {}
         pending = None
@@ -202,6 +239,8 @@ class CloudEdgeRuntime(ModelSwap):
                                box_size=box, sigma=None if p is None else p.sigma)
             if not early:
                 pending = self._maybe_offload(image, ts, t_arr)
+            if self.client is not None and self.options.collect_interval_ms > 0:
+                self._maybe_sample(image, ts, offloaded=pending is not None)
             src = self._index
         self.policy.tick()
         res.frame_index = self._index
@@ -286,19 +325,26 @@ class CloudEdgeRuntime(ModelSwap):
         d = room if o.result_delay_ms is None else min(o.result_delay_ms, room)
         return max(0.0, d)
 
+    def _crop_jpeg(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tracker's ROI (the whole frame without one) cropped to the controller's crop size and
+        JPEG-encoded: (JPEG bytes as uint8, crop -> frame affine), or None when encoding fails."""
+        cv2, s = self._cv2, self.control.crop_size
+        roi = self.estimator.roi or Roi.full_frame(image.shape[1], image.shape[0])
+        patch, m = crop(image, roi, s, s)
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality])
+        return (jpg, m) if ok else None
+
     def _maybe_offload(self, image: np.ndarray, ts: int, t_arr: float) -> Pending | None:
         if self.client is None or not self.policy.hard or not self.client.available():
             return None
         if not self.policy.has_token():
             self.policy.skipped_cap += 1
             return None
-        cv2, s = self._cv2, self.control.crop_size
-        roi = self.estimator.roi or Roi.full_frame(image.shape[1], image.shape[0])
-        patch, m = crop(image, roi, s, s)
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality])
-        if not ok:
+        enc = self._crop_jpeg(image)
+        if enc is None:
             return None
+        jpg, m = enc
         nbytes = len(jpg) + 200
         due = t_arr + self.hold_ms() / 1e3
         wait = self._server_wait_ms()
@@ -323,6 +369,44 @@ class CloudEdgeRuntime(ModelSwap):
             p.hold = hold
         return p
 
+    def _maybe_sample(self, image: np.ndarray, ts: int, *, offloaded: bool) -> None:
+        """A keyframe's collection sample, when one is due (``collect_interval_ms``) and nothing is in flight."""
+        if ts < self._sample_due:
+            return
+        busy = (offloaded or any(not p.done() for p in self._pending())
+                or any(not p.done() for p in self._samples) or not self.client.available())
+        enc = None if busy else self._crop_jpeg(image)
+        p = None
+        if enc is not None:
+            arr = np.empty(1, dtype=object)
+            arr[0] = enc[0].tobytes()
+            p = self.client.submit_sample({IMAGE_BYTES: arr}, deadline_s=time.perf_counter() + SAMPLE_DEADLINE_S,
+                                          tag=("sample", ts))
+        if p is None:
+            self.collection_samples["skipped_busy"] += 1  # tried again on the next keyframe
+            return
+        self._samples.append(p)
+        self.collection_samples["sent"] += 1
+        self._sample_due = ts + self.options.collect_interval_ms
+
+    def _finish_samples(self, *, final: bool = False) -> None:
+        """Count finished samples (answered ones refresh the network estimate); with ``final``, one
+        still unanswered (the client is closed) counts as failed."""
+        keep = []
+        for p in self._samples:
+            if not p.done():
+                if final:
+                    self.collection_samples["failed"] += 1
+                else:
+                    keep.append(p)
+                continue
+            if p.reply.status in ("ok", "late"):  # late: after its generous deadline, still answered (and collected)
+                self.collection_samples["answered"] += 1
+                self._observe(p)
+            else:
+                self.collection_samples["failed"] += 1
+        self._samples = keep
+
     def _server_wait_ms(self) -> float:
         """How long a request sent now would queue behind ours still in flight at the server.
 
@@ -332,7 +416,8 @@ class CloudEdgeRuntime(ModelSwap):
         """
         now = time.perf_counter()
         server = self.network.server.percentile(90, default=self.options.policy.server_prior_ms)
-        waits = [(p.t_submit - now) * 1e3 + server for p in self._pending() if not p.done()]
+        # a collection sample in flight holds a server slot too
+        waits = [(p.t_submit - now) * 1e3 + server for p in self._pending() + self._samples if not p.done()]
         return max([0.0, *waits])
 
     def _pending(self):
@@ -447,7 +532,11 @@ class CloudEdgeRuntime(ModelSwap):
 
     # ------------------------------------------------------------------------------------------
     def summary(self) -> dict:
-        """Frames per source, offload counters, budget statistics, controller state."""
+        """Frames per source, offload counters, budget statistics, controller state, collection samples.
+
+        ``collection_samples``: ``sent`` (= ``answered`` + ``failed`` + ``in_flight``), ``skipped_busy``
+        (due keyframes that could not send one), ``offloads_refused`` (offloads the client refused
+        because a sample held one of its request slots)."""
         n = max(1, self.budget.frames)
         out = {"frames": self.budget.frames, "sources": dict(self.sources),
                "cloud_share": self.sources["cloud"] / n, "keyframe_interval": self.controller.k,
@@ -459,6 +548,9 @@ class CloudEdgeRuntime(ModelSwap):
                           "skipped_no_fit": self.policy.skipped_no_fit, "skipped_cap": self.policy.skipped_cap},
                "policy_no_fit": self.policy.skipped_no_fit, "control": self.control.summary(),
                "network": self.network.summary(), "budget": self.budget.summary(), "swaps": list(self.swaps)}
+        self._finish_samples()
+        refused = getattr(self.client, "sample_stats", {}).get("offloads_refused", 0)
+        out["collection_samples"] = dict(self.collection_samples, in_flight=len(self._samples), offloads_refused=refused)
         if self.client is not None:
             out["client"] = dict(self.client.stats)
             out["offload_share"] = self.client.stats["submitted"] / n
@@ -469,7 +561,8 @@ class CloudEdgeRuntime(ModelSwap):
     def close(self) -> None:
         """Close the client, the estimator and an embedded server. Idempotent."""
         if self.client is not None:
-            self.client.close()
+            self.client.close()  # waits for the requests in flight, samples included
+            self._finish_samples(final=True)
         self.estimator.close()
         self._close_retired()
         for s in self._owned:

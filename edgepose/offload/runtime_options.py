@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from edgepose.offload.controllers import KeyframeConfig, OffloadControlConfig
@@ -36,6 +37,14 @@ class RuntimeOptions:
             stretch is sent after its edge pose is scored. False: always after (crop from the
             frame's own edge pose). Timing-free on training clips (docs/research-notes.md O1,
             ``send`` column) the early crop did not cost accuracy.
+        collect_interval_ms: label-only collection samples (0 = off, the default): with a client,
+            at most one keyframe crop per this many ms of media time is sent to the server only to be
+            answered, so that a collecting server (``edgepose serve --collect DIR``) keeps enough of
+            the scene for ``edgepose adapt --from-collection DIR`` (offloads alone are a few % of the
+            frames). A sample goes out only on a keyframe that was not offloaded, with no request of
+            the runtime in flight (else it is counted ``skipped_busy`` and tried on the next
+            keyframe); its answer is never used for a frame, it takes no offload token and is not
+            an offload in any count (``summary()["collection_samples"]``). e.g. 500: two per second.
         keyframes: :class:`KeyframeConfig` of the keyframe-interval controller.
         policy: :class:`PolicyConfig` of the offload policy.
         control: :class:`OffloadControlConfig` of the offload crop-size / rate controller.
@@ -47,6 +56,7 @@ class RuntimeOptions:
     late_reseed_ms: float = 0.0
     propagate: str = "hold"
     early_offload: bool = True
+    collect_interval_ms: float = 0.0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     control: OffloadControlConfig = field(default_factory=OffloadControlConfig)
@@ -63,3 +73,7 @@ class RuntimeOptions:
             raise ConfigError(f"RuntimeOptions.late_reseed_ms must be >= 0, got {self.late_reseed_ms!r}")
         if self.propagate not in _PROPAGATE:
             raise ConfigError(f"RuntimeOptions.propagate {self.propagate!r} is not one of {', '.join(_PROPAGATE)}")
+        v = self.collect_interval_ms
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+            raise ConfigError(f"RuntimeOptions.collect_interval_ms must be a finite number >= 0 (0 = off; e.g. 500 = "
+                             f"at most one collection sample per 500 ms of media time), got {v!r}")

@@ -29,8 +29,8 @@ from typing import Callable
 
 from edgepose.errors import ConfigError
 from edgepose.server._http import Body, HttpError, HttpServer
-from edgepose.protocol import (HEADER_LENGTH, IMAGE, IMAGE_BYTES, KEYPOINTS, ProtocolError, encode_infer_response,
-                               parse_infer_request)
+from edgepose.protocol import (HEADER_LENGTH, IMAGE, IMAGE_BYTES, KEYPOINTS, PURPOSE, PURPOSE_COLLECT, ProtocolError,
+                               encode_infer_response, parse_infer_request)
 from edgepose.server.served import PoseServedModel, ServedModel, request_deadline
 from edgepose.version import __version__
 
@@ -64,7 +64,8 @@ class ServerOptions:
         idle_timeout_s: how long an idle keep-alive connection waits for its next request.
         collect_dir: opt-in (None = off): keep every answered crop and its answer in this folder
             (:mod:`edgepose.server.collect`: a ring, the oldest dropped first) for
-            ``edgepose adapt --from-collection``.
+            ``edgepose adapt --from-collection``; each crop's JSON says whether it was an offload or
+            a label-only collection sample (request parameter ``edgepose_purpose=collect``).
         collect_max_items / collect_max_bytes: the collection's bounds.
     """
 
@@ -381,8 +382,10 @@ class PoseServer:
         self._count("infer_ok")
         if self.collector is not None and KEYPOINTS in outputs and len(req.inputs) == 1:
             (name, arr), = req.inputs.items()
+            source = "sample" if req.parameters.get(PURPOSE) == PURPOSE_COLLECT else "offload"
             try:
-                self.collector.add(model.name, list(arr) if name in (IMAGE_BYTES, IMAGE) else [], outputs[KEYPOINTS])
+                self.collector.add(model.name, list(arr) if name in (IMAGE_BYTES, IMAGE) else [], outputs[KEYPOINTS],
+                                   source=source)
             except Exception as exc:  # collection never fails a request
                 log.warning("collection failed: %s", exc)
         return 200, out, extra

@@ -5,7 +5,17 @@ image of every successful inference request, the crop as a JPEG (the client's ow
 it sent ``image_bytes``; a quality-95 encoding of a raw ``image``) and the served model's answer::
 
     DIR/crops/0000000042.jpg    the crop
-    DIR/crops/0000000042.json   {"seq", "time", "model", "keypoints": [[x, y, score] x 17] in crop pixels}
+    DIR/crops/0000000042.json   {"seq", "time", "model", "source", "keypoints": [[x, y, score] x 17] in crop pixels}
+
+``source`` says why the crop was sent: ``offload`` (a hard frame the device offloaded and may use
+the answer of) or ``sample`` (a label-only collection sample: a request with the parameter
+``edgepose_purpose=collect``, sent by a ``CloudEdgeRuntime`` with
+``RuntimeOptions.collect_interval_ms`` > 0, whose answer the device never uses). Offloads alone
+are a few % of the frames (about 14 crops per minute of the vtest clip, fewer than adapt's gate
+needs); samples, at most one per interval of media time on keyframes that were not offloaded,
+fill the collection at a known rate (e.g. ``--collect-interval-ms 500`` on the device: up to 120
+crops a minute). Collections written before ``source`` existed have no such key: read it with
+:func:`crop_source`, which takes a missing one as ``offload``.
 
 Retention is a ring bounded by count **and** bytes: when either ``max_items`` or ``max_bytes`` would
 be exceeded the oldest crops are deleted first, so the folder always holds the most recent
@@ -30,6 +40,14 @@ from edgepose.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+SOURCES = ("offload", "sample")
+
+
+def crop_source(meta: dict) -> str:
+    """``offload`` or ``sample`` of a crop's JSON (older collections have no ``source``: offloads)."""
+    return str(meta.get("source", "offload"))
+
+
 class Collector:
     """Writes answered crops into ``folder/crops`` under a count and byte bound (oldest dropped first)."""
 
@@ -51,7 +69,7 @@ class Collector:
                 self._items.append((int(p.stem), p.stat().st_size + (j.stat().st_size if j.exists() else 0)))
         self._bytes = sum(b for _, b in self._items)
         self._next = self._items[-1][0] + 1 if self._items else 0
-        self.stats = {"collected": 0, "evicted": 0, "write_errors": 0}
+        self.stats = {"collected": 0, "samples": 0, "evicted": 0, "write_errors": 0}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -60,10 +78,15 @@ class Collector:
     def bytes(self) -> int:
         return self._bytes
 
-    def add(self, model: str, images: list, keypoints: np.ndarray) -> int:
-        """Keep each crop (JPEG bytes or (H, W, 3) uint8 RGB) with its answer; returns how many were kept."""
+    def add(self, model: str, images: list, keypoints: np.ndarray, *, source: str = "offload") -> int:
+        """Keep each crop (JPEG bytes or (H, W, 3) uint8 RGB) with its answer; returns how many were kept.
+
+        ``source``: ``offload`` or ``sample`` (a label-only collection sample), written into each crop's JSON.
+        """
         import cv2
 
+        if source not in SOURCES:
+            raise ConfigError(f"collection source must be one of {', '.join(SOURCES)}, got {source!r}")
         kept = 0
         for img, kp in zip(images, np.asarray(keypoints, np.float32).reshape(len(images), -1, 3)):
             if isinstance(img, (bytes, bytearray, memoryview)):
@@ -77,7 +100,7 @@ class Collector:
             with self._lock:
                 seq = self._next
                 self._next += 1
-                meta = json.dumps({"seq": seq, "time": round(time.time(), 3), "model": model,
+                meta = json.dumps({"seq": seq, "time": round(time.time(), 3), "model": model, "source": source,
                                    "keypoints": np.round(kp, 3).tolist()}).encode()
                 size = len(jpg) + len(meta)
                 if size > self.max_bytes:
@@ -93,6 +116,7 @@ class Collector:
                 self._items.append((seq, size))
                 self._bytes += size
                 self.stats["collected"] += 1
+                self.stats["samples"] += int(source == "sample")
                 kept += 1
         return kept
 
