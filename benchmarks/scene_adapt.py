@@ -73,7 +73,7 @@ def run_scene(root: Path, name: str, rel: str, adapt_r, eval_r, args) -> dict:
     path = str(root / "data" / rel)
     adapt_r, eval_r = ranges(path, adapt_r, eval_r)
     out = Path(args.work) / name
-    over = {k: getattr(args, k) for k in ("w_ref", "label_stride", "gate_min_crops", "gate_max_risk", "float_stem")
+    over = {k: getattr(args, k) for k in ("w_ref", "label_stride", "gate_min_crops", "gate_max_risk", "float_stem", "augment")
             if getattr(args, k, None) is not None}
     cfg = AdaptConfig(steps=args.steps, lr=args.lr, threads=args.threads, **over)
     teacher, det = _common.movenet(root, "movenet_thunder_fp32.onnx"), _common.movenet(root, "movenet_multipose_lightning_fp32.onnx")
@@ -120,7 +120,7 @@ def markdown(rows: list[dict], meta: dict) -> list[str]:
     c = rows[0]["config"] if rows else {}
     lines = ["# Scene specialisation, held out in time", "",
              f"Fine-tuning: {meta['steps']} steps x batch {c.get('batch_size', 16)}, lr {meta['lr']:g} (AdamW, cosine), "
-             f"w_ref {c.get('w_ref')}, label stride {c.get('label_stride')}, through the Trainer; gate: >= "
+             f"w_ref {c.get('w_ref')}, label stride {c.get('label_stride')}, augment {c.get('augment', 'full')}, through the Trainer; gate: >= "
              f"{c.get('gate_min_crops')} gate crops, worse in <= {100 * c.get('gate_max_risk', 0):.0f} % of a paired "
              "frame bootstrap; reference = MoveNet Thunder on the held-out frames' person crops; disagreement = "
              "100 - PCK@0.2 torso vs the teacher.", "",
@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     p.add_argument("--label-stride", type=int, default=None, help="training-segment label stride (default: AdaptConfig's)")
     p.add_argument("--gate-min-crops", type=int, default=None, help="gate evidence (default: AdaptConfig's)")
     p.add_argument("--gate-max-risk", type=float, default=None, help="gate evidence (default: AdaptConfig's)")
+    p.add_argument("--augment", choices=("light", "full", "none"), default=None,
+                   help="training augmentation (default: AdaptConfig's)")
     p.add_argument("--float-stem", type=int, default=None, help="body convs kept float in the candidate (default: 0)")
     p.add_argument("--stem-float", type=int, default=2, help="also score the candidate with its first n convs "
                    "float (a measured column, not gated; 0 = off)")

@@ -62,7 +62,8 @@ def test_agreement_against_the_teacher_and_the_gate():
     worse = agreement_of(far, teacher)
     assert worse.pck < 20 and worse.disagreement > 80
     assert gate_verdict(same, worse, 0.0) and not gate_verdict(worse, same, 0.0)
-    assert gate_verdict(same, same, 0.0)  # not worse: accepted
+    assert not gate_verdict(same, same, 0.0)  # a tie is no measured gain: refused without a margin
+    assert gate_verdict(same, same, 0.5)  # accepted when a margin allows it
     assert not gate_verdict(agreement_of(np.zeros((0, 17, 3)), teacher[:0]), same, 0.0)  # nothing scored: refused
 
 

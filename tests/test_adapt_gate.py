@@ -66,8 +66,9 @@ def test_gate_refuses_without_enough_evidence_and_accepts_a_clear_gain():
     ok = decide(t, cur, t, src, min_crops=30)
     assert ok.accepted and ok.diff < 0 and ok.p_worse == 0.0 and ok.ci90[1] < 0
     assert ok.to_dict()["crops"] == 40 and ok.frames == 40
-    same = decide(t, t, t, src, min_crops=30)  # identical: not worse, accepted
-    assert same.accepted and same.diff == 0.0
+    same = decide(t, t, t, src, min_crops=30)  # identical: no measured gain, refused without a margin
+    assert not same.accepted and same.diff == 0.0 and "no gain" in same.reason
+    assert decide(t, t, t, src, min_crops=30, margin=0.5).accepted  # a margin accepts the tie
     worse = decide(cur, t, t, src, min_crops=30)
     assert not worse.accepted and "worse on the gate" in worse.reason
 
@@ -96,7 +97,7 @@ def test_gate_with_no_labelled_joint_refuses():
 
 
 @pytest.mark.parametrize("field, value", [("gate_max_risk", 1.5), ("gate_min_crops", -1), ("w_ref", -0.1),
-                                          ("float_stem", -1), ("gate_resamples", 0)])
+                                          ("float_stem", -1), ("gate_resamples", 0), ("augment", "heavy")])
 def test_adapt_config_rejects_bad_gate_and_training_options(field, value):
     from edgepose.compression.adapt.scene import AdaptConfig
     from edgepose.errors import ConfigError
@@ -110,3 +111,13 @@ def test_adapt_config_defaults_ask_for_evidence():
 
     c = AdaptConfig()
     assert c.gate_min_crops >= 30 and 0 < c.gate_max_risk < 0.5 and c.w_ref > 0 and c.label_stride == 1
+
+
+def test_scene_augment_presets():
+    from edgepose.compression.adapt.scene import AUGMENTS, scene_augment
+    from edgepose.compression.data.augment import AugmentConfig
+
+    assert AUGMENTS[0] == "light" and scene_augment("full") == AugmentConfig()
+    light, none = scene_augment("light"), scene_augment("none")
+    assert light.cutout == 0.0 and light.rotate_deg < AugmentConfig().rotate_deg and light.flip > 0
+    assert none == AugmentConfig.none()

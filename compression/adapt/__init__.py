@@ -8,6 +8,7 @@ import importlib
 _NAMES = {"AdaptConfig": "scene", "AdaptResult": "scene", "adapt": "scene", "split_in_time": "scene",
           "collection_items": "scene", "label_segment": "scene", "make_student": "scene", "finetune": "scene",
           "export_int8": "scene", "gate_verdict": "scene", "STUDENTS": "scene", "quantize_scene": "scene",
+          "AUGMENTS": "scene", "scene_augment": "scene",
           "GateDecision": "gate", "decide": "gate",
           "Agreement": "scoring", "CropModel": "scoring", "agreement": "scoring",
           "agreement_of": "scoring", "predict": "scoring", "save_report": "report"}

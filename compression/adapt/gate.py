@@ -5,7 +5,10 @@ candidate read 5.8 vs 20.3 disagreement on the gate and 21.7 vs 14.9 on the late
 frames. :func:`decide` therefore accepts a candidate only when
 
 1. the gate segment holds at least ``min_crops`` teacher-labelled crops (enough evidence), and
-2. its disagreement with the teacher is no higher than the current model's (+ ``margin``), and
+2. its disagreement with the teacher is no higher than the current model's (+ ``margin``) and,
+   with no margin, lower: a tie is no measured gain, and a swap without one only risks a
+   regression (sam2_juggle, scene_adapt round 3: +0.00 on 37 gate crops, then 1.70 -> 2.48 on the
+   evaluation frames), and
 3. a **paired cluster bootstrap** over the gate's frames (the crops of one frame are resampled
    together: people in one frame are not independent evidence) finds the candidate worse than
    the current model (+ ``margin``) in at most ``max_risk`` of the resamples.
@@ -112,6 +115,9 @@ def decide(pred_cand: np.ndarray, pred_cur: np.ndarray, teacher: np.ndarray, sou
         why, ok = f"too little evidence: {crops} gate crops < {min_crops}", False
     elif diff > margin:
         why, ok = f"worse on the gate: {diff:+.2f} points of disagreement (margin {margin:g})", False
+    elif margin == 0 and diff >= 0:
+        why, ok = (f"no gain on the gate: {diff:+.2f} points of disagreement on {crops} gate crops (a swap needs a "
+                   "measured gain; --gate-margin > 0 accepts a tie)"), False
     elif p_worse > max_risk:
         why, ok = f"not shown to be no worse: worse in {100 * p_worse:.0f} % of resamples > {100 * max_risk:.0f} %", False
     else:

@@ -65,11 +65,12 @@ def add_arguments(p):
                         "a pruned student needs pool pre-training before a scene (benchmarks/scene_student.py)")
     p.add_argument("--steps", type=_args.int_range(1), default=150, help="fine-tuning steps")
     p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=16, help="crops per step")
-    p.add_argument("--lr", type=_args.float_range(0.0, 1.0, low_open=True), default=3e-5, help="peak learning rate")
+    p.add_argument("--lr", type=_args.float_range(0.0, 1.0, low_open=True), default=5e-5, help="peak learning rate")
     p.add_argument("--gate-fraction", type=_args.float_range(0.05, 0.5), default=0.2,
                    help="last share of the footage held out for the gate")
     p.add_argument("--gate-margin", type=_args.float_range(0.0, 100.0), default=0.0,
-                   help="PCK points the candidate may be worse than the current model and still pass")
+                   help="PCK points the candidate may be worse than the current model and still pass (0, the default: it must "
+                        "agree better than the current model; a tie is refused)")
     p.add_argument("--gate-min-crops", type=_args.int_range(0), default=30,
                    help="gate crops the gate needs before it can accept (fewer: refused for too little evidence)")
     p.add_argument("--gate-max-risk", type=_args.float_range(0.0, 1.0), default=0.25,
@@ -79,6 +80,9 @@ def add_arguments(p):
                    help="online KD from the frozen generic model (a regulariser for short clips; 0 = off)")
     p.add_argument("--label-stride", type=_args.int_range(1), default=1,
                    help="label every n-th frame of the training segment (long clips are strided to 150 frames)")
+    p.add_argument("--augment", choices=("light", "full", "none"), default="light",
+                   help="training augmentation: light (default: one camera's crops need little variety), full "
+                        "(the generic recipe's: zoom, rotation, cutout, blur), none")
     p.add_argument("--float-stem", type=_args.int_range(0, 8), default=0,
                    help="first n convolutions kept float in the int8 candidate (0: full int8)")
     p.add_argument("--current", type=_args.input_file(".onnx", what="--current model"),
@@ -135,7 +139,7 @@ def run(args) -> int:
                       batch_size=args.batch_size, lr=args.lr, gate_fraction=args.gate_fraction,
                       gate_margin=args.gate_margin, gate_min_crops=args.gate_min_crops,
                       gate_max_risk=args.gate_max_risk, w_ref=args.w_ref, label_stride=args.label_stride,
-                      float_stem=args.float_stem, threads=args.threads)
+                      float_stem=args.float_stem, augment=args.augment, threads=args.threads)
     cache = args.cache or str(Path(args.out).absolute().parent / "cache_adapt")
     res = adapt(items, args.out, cfg, teacher=teacher, detector=detector, base_fp32=base,
                 current=args.current or str(DATA_DIR / MODEL_NAME), cache_dir=cache, scene_name=args.scene)
