@@ -1,6 +1,6 @@
 """Scene specialisation held out in time (issue 21): generic vs specialised Lightning int8 per scene.
 
-    python benchmarks/scene_adapt.py                       # all scenes, 30 steps, 1-15 min per scene on 2 shared cores
+    python benchmarks/scene_adapt.py                       # all scenes, 150 steps, ~2-3 min per scene on an idle 2-core host
     python benchmarks/scene_adapt.py --scenes vtest --steps 20 --w-ref 0   # an ablation of one AdaptConfig default
 
 Each scene is one video: ``edgepose adapt``'s library call (:func:`edgepose.compression.adapt.adapt`)
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     _common.add_assets_arg(p)
     _common.add_out_arg(p)
     p.add_argument("--scenes", nargs="*", default=None, help=f"subset of {[s[0] for s in SCENES]}")
-    p.add_argument("--steps", type=int, default=30, help="fine-tuning steps per scene (default 30)")
+    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps per scene (default 150, AdaptConfig's)")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--w-ref", type=float, default=None, help="online KD from the frozen generic model "
                    "(default: AdaptConfig's; 0 = off)")

@@ -93,7 +93,7 @@ def test_tiny_end_to_end(tmp_path):
     fine-tuning steps: collect, adapt, one result per frame. (``--collect-rate 0.5`` runs the same way.)"""
     cmd = [sys.executable, str(REPO / "benchmarks" / "scene_loopback.py"), "--train", "0:150", "--eval", "150:170",
            "--steps", "2", "--collect-interval-ms", "200", "--server-model", "teacher", "--work", str(tmp_path / "work"),
-           "--out", str(tmp_path), "--name", "tiny"]
+           "--out", str(tmp_path), "--name", "tiny", "--cold-repeat", "1"]
     subprocess.run(cmd, check=True, timeout=900)
     rep = json.loads((tmp_path / "tiny.json").read_text())
     after, before = rep["after_run"], rep["before_run"]
@@ -111,3 +111,7 @@ def test_tiny_end_to_end(tmp_path):
     if after["swaps"]:
         assert after["swaps"][0]["frame"] == 150 and "model swap 1" in after["stats_line"]
     assert (tmp_path / "tiny.md").read_text().count("| after:") == 1
+    # the vtest_eval protocol: a cold start per model, one result per evaluation frame
+    models = ["generic"] + (["specialised"] if after["adapt"]["accepted"] else [])
+    assert [r["model"] for r in rep["cold_rows"]] == models and all(r["frames"] == 20 for r in rep["cold_rows"])
+    assert set(rep["cold"]) == set(models) and "cold at frame 150" in (tmp_path / "tiny.md").read_text()
