@@ -224,7 +224,7 @@ def test_the_app_flag_reaches_the_runtime_options_and_needs_a_server():
 @pytest.mark.backend
 @pytest.mark.parametrize("case", ["answered", "failed"])
 def test_a_sample_in_flight_at_close_is_counted(frames, server, served, monkeypatch, case):
-    import edgepose.offload.runtime as runtime_mod
+    import edgepose.offload.samples as runtime_mod
 
     srv = server()
     if case == "failed":  # the server stalls past the sample's deadline: the client gives up on it

@@ -14,8 +14,30 @@ def build_runtime(cls, edge_model: str = "movenet-lightning-int8", *, server: st
                   client_options: ClientOptions | None = None, num_threads: int | None = None,
                   server_threads: int | None = None, estimator_options=None,
                   collect_interval_ms: float | None = None):
-    """``cls(estimator, client=..., link=..., options=...)`` built as
-    :meth:`~edgepose.offload.runtime.CloudEdgeRuntime.create` documents."""
+    """``cls(estimator, client=..., link=..., options=...)``: estimator, (embedded) server and client
+    in one call (:meth:`~edgepose.offload.runtime.CloudEdgeRuntime.create`).
+
+    Args:
+        edge_model: the on-device model card.
+        server: ``"embedded"`` (serve ``teacher`` on loopback in this process), a server URL,
+            or None (edge only).
+        teacher: the served model name (and the embedded server's model), or ``NAME=FILE``: the
+            embedded server serves that model file under NAME (e.g. an int8 build of the teacher).
+        link: emulated link name (a preset, or a link of ``profile``) or a LinkSpec;
+            ``none`` means no server.
+        profile: device profile (name or DeviceProfile) for link figures and the budget.
+        seed: network emulation seed.
+        num_threads: the edge model's threads.
+        server_threads: the embedded server model's threads (default: ``num_threads``).
+        estimator_options: the edge :class:`~edgepose.EstimatorOptions` (video mode; default
+            ``EstimatorOptions(running_mode="video")``), e.g. ``person_selection="nearest"``.
+        collect_interval_ms: overrides ``options.collect_interval_ms`` (None: keep it): at most one
+            label-only collection sample per this many ms of media time, so a server run with
+            ``edgepose serve --collect DIR`` keeps enough crops for ``edgepose adapt --from-collection``
+            (0: off).
+        options: :class:`RuntimeOptions` (default: the profile's budget).
+        client_options: :class:`ClientOptions` (default: the served model, ``seed``).
+    """
     from edgepose.estimator import EstimatorOptions, PoseEstimator
     from edgepose.server.app import PoseServer
 

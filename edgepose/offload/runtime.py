@@ -38,23 +38,8 @@ person than the one the tracker follows (``PoseEstimator.is_other_person``; e.g.
 whole frame, where the server model picks whom it finds most salient) neither becomes the frame's
 result nor re-seeds the tracker; ``summary()["identity_rejects"]`` counts them.
 
-Collection samples (opt-in, ``RuntimeOptions.collect_interval_ms``): offloads are a few % of the
-frames, too few crops for a collecting server (``edgepose serve --collect DIR``) to feed
-``edgepose adapt --from-collection``. With the option on, at most one keyframe per interval of
-media time that was *not* offloaded, while no request of the runtime is in flight and the client
-is not backing off, has its crop (the same crop and JPEG as an offload) sent with
-:meth:`OffloadClient.submit_sample` (no token of the policy's cap or the client's bucket; marked
-``edgepose_purpose=collect`` on the wire) and a generous deadline (:data:`SAMPLE_DEADLINE_S`);
-otherwise the keyframe is counted ``skipped_busy`` and the next one tried. A sample is never held
-and its answer is never used for a frame; it is not an offload in the offload share, the
-offload-rate controller, the policy's cap or :meth:`~CloudEdgeRuntime.offload_trace`. An answered
-sample feeds the network estimate (its round trip and server time are real measurements of the
-same link and server), and an in-flight one counts in the predicted server wait of an offload.
-While in flight a sample holds one of the client's request slots (``ClientOptions.workers``), so
-an offload that comes while the others are busy too is refused by the client (counted,
-``offloads_refused``) instead of overloading the server into a 503 and a backoff.
-``summary()["collection_samples"]``: ``sent`` = ``answered`` + ``failed`` + ``in_flight``
-(``in_flight`` is 0 after :meth:`~CloudEdgeRuntime.close`: a sample still unanswered then is failed).
+Collection samples (opt-in, ``RuntimeOptions.collect_interval_ms``): label-only crops for a
+collecting server, never offloads (:mod:`edgepose.offload.samples`).
 """
 
 from __future__ import annotations
@@ -76,17 +61,13 @@ from edgepose.offload.controllers import KeyframeController, OffloadRateControll
 from edgepose.offload.netem import LinkSpec, get_link
 from edgepose.offload.policy import NetworkEstimate, OffloadPolicy
 from edgepose.offload.runtime_options import RuntimeOptions
+from edgepose.offload.samples import CollectionSampler
 from edgepose.offload.swap import ModelSwap
 from edgepose.offload.timing import BudgetTracker, LatencyStats
 from edgepose.protocol import IMAGE_BYTES, KEYPOINTS
 from edgepose.types import Pose, PoseResult, Source
 
 log = logging.getLogger(__name__)
-
-#: the answer deadline of a collection sample: nothing waits on it, so it only bounds how long a
-#: sample may take (a stalled server, a lost packet) before it counts as failed
-SAMPLE_DEADLINE_S = 2.0
-
 
 @dataclass
 class _Held:
@@ -150,12 +131,12 @@ class CloudEdgeRuntime(ModelSwap):
         self._owned: list = []
         self._trace: collections.deque = collections.deque(maxlen=1000)
         #: label-only collection samples (RuntimeOptions.collect_interval_ms); never offloads
-        self.collection_samples = {"sent": 0, "answered": 0, "failed": 0, "skipped_busy": 0}
-        self._samples: list[Pending] = []
-        self._sample_due = -math.inf  # media time (ms) from which the next sample may go
-        if self.options.collect_interval_ms > 0 and client is not None and not hasattr(client, "submit_sample"):
-            raise ConfigError(f"RuntimeOptions.collect_interval_ms={self.options.collect_interval_ms:g} needs a client "
-                             f"with submit_sample() (OffloadClient); {type(client).__name__} has none: set it to 0")
+        self.sampler = CollectionSampler(self.options.collect_interval_ms, client)
+
+    @property
+    def collection_samples(self) -> dict:
+        """The collection samples' counters (:class:`~edgepose.offload.samples.CollectionSampler`)."""
+        return self.sampler.counts
 
     @classmethod
     def create(cls, edge_model: str = "movenet-lightning-int8", *, server: str | None = "embedded",
@@ -164,27 +145,8 @@ class CloudEdgeRuntime(ModelSwap):
                client_options: ClientOptions | None = None, num_threads: int | None = None,
                server_threads: int | None = None, estimator_options=None,
                collect_interval_ms: float | None = None) -> "CloudEdgeRuntime":
-        """Build estimator, (embedded) server and client in one call.
-
-        Args:
-            edge_model: the on-device model card.
-            server: ``"embedded"`` (serve ``teacher`` on loopback in this process), a server URL,
-                or None (edge only).
-            teacher: the served model name (and the embedded server's model), or ``NAME=FILE``: the
-                embedded server serves that model file under NAME (e.g. an int8 build of the teacher).
-            link: emulated link name (a preset, or a link of ``profile``) or a LinkSpec;
-                ``none`` means no server.
-            profile: device profile (name or DeviceProfile) for link figures and the budget.
-            seed: network emulation seed.
-            num_threads: the edge model's threads.
-            server_threads: the embedded server model's threads (default: ``num_threads``).
-            estimator_options: the edge :class:`~edgepose.EstimatorOptions` (video mode; default
-                ``EstimatorOptions(running_mode="video")``), e.g. ``person_selection="nearest"``.
-            collect_interval_ms: overrides ``options.collect_interval_ms`` (None: keep it): at most one
-                label-only collection sample per this many ms of media time, so a server run with
-                ``edgepose serve --collect DIR`` keeps enough crops for ``edgepose adapt --from-collection``
-                (0: off).
-        """
+        """Build estimator, (embedded) server and client in one call; the arguments are
+        :func:`~edgepose.offload.factory.build_runtime`'s (which documents them)."""
         from edgepose.offload.factory import build_runtime
 
         return build_runtime(cls, edge_model, server=server, teacher=teacher, link=link, profile=profile, seed=seed,
@@ -215,7 +177,7 @@ class CloudEdgeRuntime(ModelSwap):
         out = self._release(t_start)
         self._apply_swap(self._index, ts)  # a queued model (request_swap) takes over from this frame
         self._collect(ts, size)
-        self._finish_samples()
+        self.sampler.finish(self._observe)
         key = self.controller.is_keyframe(force=self._last is None or not self._last.poses)
         timings: dict[str, float] = {}
         pending = None
@@ -239,8 +201,9 @@ class CloudEdgeRuntime(ModelSwap):
                                box_size=box, sigma=None if p is None else p.sigma)
             if not early:
                 pending = self._maybe_offload(image, ts, t_arr)
-            if self.client is not None and self.options.collect_interval_ms > 0:
-                self._maybe_sample(image, ts, offloaded=pending is not None)
+            if self.sampler.on:
+                busy = pending is not None or any(not p.done() for p in self._pending())
+                self.sampler.maybe_send(ts, busy=busy, encode=lambda: self._crop_jpeg(image))
             src = self._index
         self.policy.tick()
         res.frame_index = self._index
@@ -369,44 +332,6 @@ class CloudEdgeRuntime(ModelSwap):
             p.hold = hold
         return p
 
-    def _maybe_sample(self, image: np.ndarray, ts: int, *, offloaded: bool) -> None:
-        """A keyframe's collection sample, when one is due (``collect_interval_ms``) and nothing is in flight."""
-        if ts < self._sample_due:
-            return
-        busy = (offloaded or any(not p.done() for p in self._pending())
-                or any(not p.done() for p in self._samples) or not self.client.available())
-        enc = None if busy else self._crop_jpeg(image)
-        p = None
-        if enc is not None:
-            arr = np.empty(1, dtype=object)
-            arr[0] = enc[0].tobytes()
-            p = self.client.submit_sample({IMAGE_BYTES: arr}, deadline_s=time.perf_counter() + SAMPLE_DEADLINE_S,
-                                          tag=("sample", ts))
-        if p is None:
-            self.collection_samples["skipped_busy"] += 1  # tried again on the next keyframe
-            return
-        self._samples.append(p)
-        self.collection_samples["sent"] += 1
-        self._sample_due = ts + self.options.collect_interval_ms
-
-    def _finish_samples(self, *, final: bool = False) -> None:
-        """Count finished samples (answered ones refresh the network estimate); with ``final``, one
-        still unanswered (the client is closed) counts as failed."""
-        keep = []
-        for p in self._samples:
-            if not p.done():
-                if final:
-                    self.collection_samples["failed"] += 1
-                else:
-                    keep.append(p)
-                continue
-            if p.reply.status in ("ok", "late"):  # late: after its generous deadline, still answered (and collected)
-                self.collection_samples["answered"] += 1
-                self._observe(p)
-            else:
-                self.collection_samples["failed"] += 1
-        self._samples = keep
-
     def _server_wait_ms(self) -> float:
         """How long a request sent now would queue behind ours still in flight at the server.
 
@@ -417,7 +342,7 @@ class CloudEdgeRuntime(ModelSwap):
         now = time.perf_counter()
         server = self.network.server.percentile(90, default=self.options.policy.server_prior_ms)
         # a collection sample in flight holds a server slot too
-        waits = [(p.t_submit - now) * 1e3 + server for p in self._pending() + self._samples if not p.done()]
+        waits = [(p.t_submit - now) * 1e3 + server for p in self._pending() + self.sampler.pending if not p.done()]
         return max([0.0, *waits])
 
     def _pending(self):
@@ -548,9 +473,7 @@ class CloudEdgeRuntime(ModelSwap):
                           "skipped_no_fit": self.policy.skipped_no_fit, "skipped_cap": self.policy.skipped_cap},
                "policy_no_fit": self.policy.skipped_no_fit, "control": self.control.summary(),
                "network": self.network.summary(), "budget": self.budget.summary(), "swaps": list(self.swaps)}
-        self._finish_samples()
-        refused = getattr(self.client, "sample_stats", {}).get("offloads_refused", 0)
-        out["collection_samples"] = dict(self.collection_samples, in_flight=len(self._samples), offloads_refused=refused)
+        out["collection_samples"] = self.sampler.summary(self._observe)
         if self.client is not None:
             out["client"] = dict(self.client.stats)
             out["offload_share"] = self.client.stats["submitted"] / n
@@ -562,7 +485,7 @@ class CloudEdgeRuntime(ModelSwap):
         """Close the client, the estimator and an embedded server. Idempotent."""
         if self.client is not None:
             self.client.close()  # waits for the requests in flight, samples included
-            self._finish_samples(final=True)
+            self.sampler.finish(self._observe, final=True)
         self.estimator.close()
         self._close_retired()
         for s in self._owned:
