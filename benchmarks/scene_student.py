@@ -94,7 +94,7 @@ def pretrained_student(root: Path, generic, args, work: Path) -> tuple:
     rec = {"prune": prune_rec, "pool_crops": len(pool), "key": key}
     if args.pretrain_steps:
         cfg = AdaptConfig(student="pruned", target_macs=args.target_macs, steps=args.pretrain_steps,
-                          lr=args.pretrain_lr, warmup=20, w_ref=args.w_ref, threads=args.threads)
+                          lr=args.pretrain_lr, warmup=20, w_ref=args.w_ref, augment=args.augment, threads=args.threads)
         rec["pretrain"] = distil(student, generic, pool, cfg, out=work / f"pretrain_{key}", progress=args.progress)
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     torch.save(student, ckpt)
@@ -145,7 +145,7 @@ def run_scene(root: Path, name: str, rel: str, a, e, student, generic, pre: dict
     lab = scene_labels(root, rel, a, e, args)
     current = str(DATA_DIR / MODEL_NAME)
     cfg = AdaptConfig(student="pruned", target_macs=args.target_macs, steps=args.steps, lr=args.lr, warmup=10,
-                      w_ref=args.w_ref, threads=args.threads, gate_fraction=GATE_FRACTION)
+                      w_ref=args.w_ref, augment=args.augment, threads=args.threads, gate_fraction=GATE_FRACTION)
     scene = scene_record(name, *lab["items"])
     scene.update(student="pruned", base="movenet_lightning_fp32.onnx", teacher="movenet_thunder_fp32.onnx",
                  target_macs=args.target_macs)
@@ -238,6 +238,8 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=120, help="specialisation steps per scene")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--augment", choices=("light", "full", "none"), default="full",
+                   help="training augmentation (default full: what the documented table used; AdaptConfig's is light)")
     p.add_argument("--w-ref", type=float, default=1.0, help="online KD from the frozen unpruned Lightning")
     p.add_argument("--deploy", default="fp32", choices=["fp32", "int8"],
                    help="the pruned student's file the device runs (fp32: faster than its int8 on ORT, measured)")
