@@ -13,25 +13,16 @@ import pytest
 
 from edgepose.errors import ConfigError
 from edgepose.offload import ClientOptions, KeyframeConfig, OffloadClient, Pending, PolicyConfig
-from edgepose.server import PoseServedModel, PoseServer, ServerOptions
+from edgepose.server import PoseServer, ServerOptions
 from edgepose.types import Source
+
+from tests._stallable import Stallable
 
 TEACHER = "movenet-lightning-fp32"  # the fast card keeps the tests short
 #: every keyframe is hard (offload whenever the client's bucket lets it)
 ALWAYS = PolicyConfig(mode="threshold", enter=0.001, leave=0.0005, max_share=1.0)
 #: only a lost pose is hard, and not the first keyframe: (next to) no offloads on pose_1
 NEVER = PolicyConfig(mode="threshold", enter=1.0, leave=0.99, acquire=False)
-
-
-class Stallable(PoseServedModel):
-    """The pose model with an optional stall before answering."""
-
-    stall_s = 0.0
-
-    def infer(self, inputs, parameters):
-        if self.stall_s:
-            time.sleep(self.stall_s)
-        return super().infer(inputs, parameters)
 
 
 @pytest.fixture(scope="module")

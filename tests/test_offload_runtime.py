@@ -8,24 +8,15 @@ import numpy as np
 import pytest
 
 from edgepose.offload import ClientOptions, KeyframeConfig, LinkSpec, NetworkEmulator, OffloadClient, PolicyConfig
-from edgepose.server import PoseServedModel, PoseServer, ServerOptions
+from edgepose.server import PoseServer, ServerOptions
 from edgepose.types import Source
+
+from tests._stallable import Stallable
 
 pytestmark = [pytest.mark.server, pytest.mark.backend]
 
 TEACHER = "movenet-lightning-fp32"  # the fast card keeps the test short; Thunder in the benchmark
 BUDGET_MS = 250.0  # generous: the shared test machine is noisy; the benchmark uses the rpi4 budget
-
-
-class Stallable(PoseServedModel):
-    """The pose model with an optional stall before answering."""
-
-    stall_s = 0.0
-
-    def infer(self, inputs, parameters):
-        if self.stall_s:
-            time.sleep(self.stall_s)
-        return super().infer(inputs, parameters)
 
 
 @pytest.fixture(scope="module")
